@@ -1,0 +1,1 @@
+"""Authentication (JWT) and authorization (Casbin)."""

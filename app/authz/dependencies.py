@@ -1,0 +1,132 @@
+"""FastAPI dependencies: who is calling (CurrentSubject) and may they act (one alias per action)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import ColumnElement, false, or_, true
+from sqlalchemy.orm import InstrumentedAttribute
+
+from app.authz import actions
+from app.authz.policy import Policy, Scope
+from app.authz.subjects import Subject
+from app.authz.tokens import Authenticator, InvalidToken
+from app.errors import AUTH_REQUIRED, ApiError, forbidden
+from app.observability import subject_var
+from app.ratelimit import RateLimiter
+
+log = logging.getLogger("allot.authz")
+
+_BEARER = "bearer "
+
+
+def _token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header and header[: len(_BEARER)].lower() == _BEARER:
+        return header[len(_BEARER) :].strip() or None
+    return request.headers.get("x-auth-token") or None
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def current_subject(request: Request) -> Subject:
+    state = request.app.state
+    authenticator: Authenticator = state.authenticator
+    limiter: RateLimiter = state.rate_limiter
+    token = _token(request)
+    try:
+        if token is None:
+            raise InvalidToken("no credentials")
+        subject = authenticator.verify(token)
+    except InvalidToken as exc:
+        await limiter.hit_anonymous(_client_address(request))
+        raise ApiError(
+            401,
+            AUTH_REQUIRED,
+            log_detail=str(exc),
+            headers={"WWW-Authenticate": "Bearer"},
+        ) from None
+    await limiter.hit_subject(subject.user_id)
+    subject_var.set(subject.user_id)
+    return subject
+
+
+CurrentSubject = Annotated[Subject, Depends(current_subject)]
+
+
+class Access:
+    """A caller's rights, as the policy decides them; handed to services for object checks."""
+
+    def __init__(self, subject: Subject, policy: Policy) -> None:
+        self.subject = subject
+        self.policy = policy
+
+    @property
+    def project_id(self) -> str | None:
+        return self.subject.project_id
+
+    def scope(self, action: str) -> str:
+        return self.policy.scope(self.subject, action)
+
+    def allows(self, action: str, owner: str | None) -> bool:
+        return self.policy.allows(self.subject, action, owner)
+
+    def require(self, action: str, owner: str | None, object_id: str = "") -> None:
+        """403 unless the policy allows `action` on an object owned by `owner`."""
+        allowed, rule = self.policy.decide(self.subject, action, owner)
+        if not allowed:
+            log.info(
+                "denied",
+                extra={
+                    "action": action,
+                    "object": object_id,
+                    "rule": rule,
+                    "owner": owner,
+                },
+            )
+            raise forbidden(f"{action} on {object_id or 'object'}: {rule}")
+
+    def where(self, action: str, owner_column: InstrumentedAttribute[Any]) -> ColumnElement[bool]:
+        """A filter that keeps only the rows this caller may `action` (list ownership)."""
+        scope = self.scope(action)
+        if scope == Scope.ANY:
+            return true()
+        project = self.subject.project_id
+        if scope == Scope.VISIBLE:
+            if project:
+                return or_(owner_column.is_(None), owner_column == project)
+            return owner_column.is_(None)
+        if scope == Scope.OWNED and project:
+            return owner_column == project
+        return false()
+
+
+def authorize(action: str) -> Any:
+    """A dependency that admits only callers the policy lets do `action` on something."""
+
+    async def dependency(request: Request, subject: CurrentSubject) -> Access:
+        access = Access(subject, request.app.state.policy)
+        if access.scope(action) == Scope.NONE:
+            access.require(action, None, request.url.path)  # logs the denial, raises 403
+        return access
+
+    return Depends(dependency)
+
+
+ResourceClassesRead = Annotated[Access, authorize(actions.RESOURCE_CLASSES_READ)]
+ResourceClassesWrite = Annotated[Access, authorize(actions.RESOURCE_CLASSES_WRITE)]
+TraitsRead = Annotated[Access, authorize(actions.TRAITS_READ)]
+TraitsWrite = Annotated[Access, authorize(actions.TRAITS_WRITE)]
+ProvidersRead = Annotated[Access, authorize(actions.PROVIDERS_READ)]
+ProvidersCreate = Annotated[Access, authorize(actions.PROVIDERS_CREATE)]
+ProvidersWrite = Annotated[Access, authorize(actions.PROVIDERS_WRITE)]
+ProviderAllocationsRead = Annotated[Access, authorize(actions.PROVIDER_ALLOCATIONS_READ)]
+AllocationsRead = Annotated[Access, authorize(actions.ALLOCATIONS_READ)]
+AllocationsWrite = Annotated[Access, authorize(actions.ALLOCATIONS_WRITE)]
+UsagesRead = Annotated[Access, authorize(actions.USAGES_READ)]
+CandidatesRead = Annotated[Access, authorize(actions.CANDIDATES_READ)]
+Reshape = Annotated[Access, authorize(actions.RESHAPER)]

@@ -1,0 +1,158 @@
+"""The `allot` command: serve, db upgrade, token, policy check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from app.settings import ConfigurationError, Settings, get_settings
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "ALLOT_" + "_".join(str(p) for p in first.get("loc", ())).upper()
+        raise ConfigurationError(f"{name.rstrip('_')}: {first.get('msg')}") from None
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.db import Database
+    from app.migrations_runner import upgrade
+
+    settings = _settings()
+    if settings.is_embedded:
+
+        async def migrate() -> None:
+            database = Database(settings)
+            await upgrade(database.engine)
+            await database.dispose()
+
+        asyncio.run(migrate())
+    # Fail fast, in the parent, on settings the workers would refuse anyway.
+    from app.main import create_app
+
+    create_app(settings)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        proxy_headers=args.proxy_headers,
+        timeout_graceful_shutdown=args.graceful_timeout,
+    )
+
+
+def _db_upgrade(_args: argparse.Namespace) -> None:
+    from app.db import Database
+    from app.migrations_runner import upgrade
+
+    async def run() -> None:
+        database = Database(_settings())
+        try:
+            await upgrade(database.engine)
+        finally:
+            await database.dispose()
+
+    asyncio.run(run())
+    print("database at head")
+
+
+def _parse_ttl(value: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units:
+        return int(value[:-1]) * units[value[-1]]
+    return int(value)
+
+
+def _token(args: argparse.Namespace) -> None:
+    from app.authz.tokens import Authenticator
+
+    authenticator = Authenticator(_settings())
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    print(
+        authenticator.mint(
+            user=args.user,
+            project=args.project,
+            roles=roles,
+            system=args.system,
+            ttl_seconds=_parse_ttl(args.ttl),
+        )
+    )
+
+
+def _policy_check(args: argparse.Namespace) -> None:
+    from app.authz.explain import explain
+
+    print(explain(_settings(), args.token, args.method, args.path, owner=args.owner))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="allot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default ALLOT_WORKERS or 1)",
+    )
+    serve.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-For from the proxy",
+    )
+    serve.add_argument("--graceful-timeout", type=int, default=30)
+    serve.set_defaults(func=_serve)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply migrations up to head").set_defaults(func=_db_upgrade)
+
+    token = sub.add_parser("token", help="mint a development token signed with the local key")
+    token.add_argument("--user", default="dev-user")
+    token.add_argument("--project", default=None)
+    token.add_argument("--roles", default="admin")
+    token.add_argument("--system", action="store_true", help="system scope (system: all)")
+    token.add_argument("--ttl", default="1h", help="lifetime: 3600, 30m, 1h, 7d")
+    token.set_defaults(func=_token)
+
+    policy = sub.add_parser("policy", help="inspect the access policy")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_sub.add_parser("check", help="explain which rule allows or denies a request")
+    check.add_argument("--token", required=True)
+    check.add_argument("--owner", default=None, help="owner project of the object, if any")
+    check.add_argument("method")
+    check.add_argument("path")
+    check.set_defaults(func=_policy_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "workers", 0) is None:
+        import os
+
+        args.workers = int(os.environ.get("ALLOT_WORKERS", "1"))
+    try:
+        args.func(args)
+    except ConfigurationError as exc:
+        print(f"allot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Database engines, sessions, and the write-transaction runner.
+
+Correctness across processes comes from the database alone: generations checked
+in the statements that bump them, constraints, and transactions. A write that
+loses a race is rolled back and run again from the start, a bounded number of
+times, before the client is told 409.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import event, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from app.errors import CONCURRENT_UPDATE, ApiError
+from app.observability import GENERATION_RETRIES
+from app.settings import Settings
+
+log = logging.getLogger("allot.db")
+
+T = TypeVar("T")
+
+# SQLSTATEs that mean "another transaction won; try again".
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}
+
+
+class GenerationConflict(Exception):
+    """A generation seen earlier in this transaction has changed: the unit must be retried."""
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # pysqlite's implicit transactions break SAVEPOINT and locking; we issue BEGIN ourselves.
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Writers take the write lock at BEGIN, so two writers never deadlock upgrading a read lock.
+    if conn.get_execution_options().get("sqlite_readonly"):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str, settings: Settings) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        sync_engine: Engine = engine.sync_engine
+        event.listen(sync_engine, "connect", _sqlite_pragmas)
+        event.listen(sync_engine, "begin", _sqlite_begin)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_timeout=settings.database_pool_timeout,
+        pool_pre_ping=True,
+    )
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, GenerationConflict):
+        return True
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if sqlstate in _RETRYABLE_SQLSTATES:
+            return True
+        if isinstance(exc, OperationalError) and "database is locked" in str(orig):
+            return True
+    return False
+
+
+class Database:
+    """Engines and session factories for one process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url, settings)
+        self.read_engine = (
+            make_engine(settings.database_read_url, settings)
+            if settings.database_read_url
+            else self.engine
+        )
+        self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        read_bind = self.read_engine
+        if read_bind.dialect.name == "sqlite":
+            read_bind = read_bind.execution_options(sqlite_readonly=True)
+        self._reader = async_sessionmaker(read_bind, expire_on_commit=False, autoflush=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
+
+    async def reader(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session for one request; rolled back at the end."""
+        async with self._reader() as session:
+            yield session
+
+    async def write(
+        self,
+        work: Callable[[AsyncSession], Awaitable[T]],
+        *,
+        retries: int | None = None,
+    ) -> T:
+        """Run `work` in one transaction and commit it; retry the whole unit on a lost race."""
+        attempts = (self.settings.write_retries if retries is None else retries) + 1
+        for attempt in range(attempts):
+            try:
+                async with self._writer() as session, session.begin():
+                    return await work(session)
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                log.info(
+                    "write lost a race; retrying",
+                    extra={"attempt": attempt + 1, "reason": type(exc).__name__},
+                )
+                GENERATION_RETRIES.inc()
+                if attempt + 1 < attempts:
+                    # Jittered exponential backoff, capped, so writers desynchronise.
+                    await asyncio.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+        raise ApiError(409, CONCURRENT_UPDATE, log_detail=f"gave up after {attempts} attempts")
+
+
+async def bump_generation(
+    session: AsyncSession,
+    model: Any,
+    row_id: int,
+    seen: int,
+    *,
+    from_client: bool = False,
+) -> int:
+    """Bump a row's generation if it is still `seen`, in the statement that bumps it.
+
+    A generation the server read itself (`from_client=False`) that moved means another
+    writer won: GenerationConflict, and the whole unit is retried. A generation the
+    client sent that does not match is the client's stale view: 409 at once.
+    """
+    result = await session.execute(
+        update(model)
+        .where(model.id == row_id, model.generation == seen)
+        .values(generation=seen + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        if from_client:
+            raise ApiError(
+                409,
+                CONCURRENT_UPDATE,
+                log_detail=f"stale generation {seen} for row {row_id}",
+            )
+        raise GenerationConflict(f"generation of row {row_id} is no longer {seen}")
+    return seen + 1
+
+
+async def insert_ignoring_duplicates(
+    session: AsyncSession, model: Any, rows: list[dict[str, Any]]
+) -> None:
+    """INSERT rows, skipping any that collide with a unique key (safe under concurrency)."""
+    if not rows:
+        return
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(insert(model).values(rows).on_conflict_do_nothing())

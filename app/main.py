@@ -1,0 +1,128 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app import docs, openapi
+from app.authz.policy import Policy
+from app.authz.tokens import Authenticator
+from app.db import Database
+from app.errors import install_handlers
+from app.middleware import RequestContextMiddleware
+from app.migrations_runner import upgrade
+from app.observability import configure_logging
+from app.ratelimit import RateLimiter
+from app.routers import (
+    aggregates,
+    allocation_candidates,
+    allocations,
+    inventories,
+    provider_traits,
+    reshaper,
+    resource_classes,
+    resource_providers,
+    root,
+    traits,
+    usages,
+)
+from app.services.standard import sync_standard_names
+from app.settings import Settings, get_settings
+
+log = logging.getLogger("allot")
+
+CORS_ALLOWED_HEADERS = [
+    "openstack-api-version",
+    "content-type",
+    "authorization",
+    "x-auth-token",
+]
+
+
+def _install_reload_on_sighup(policy: Policy) -> None:
+    # Outside the main thread (tests) there is no signal handling: call policy.reload().
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGHUP, lambda *_: policy.reload())
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    policy = Policy(settings.policy)
+    authenticator = Authenticator(settings)
+    rate_limiter = RateLimiter(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings)
+        app.state.database = database
+        if settings.is_embedded:
+            await upgrade(database.engine)
+        await database.write(sync_standard_names)
+        if not settings.rate_limit_storage.startswith("memory"):
+            await rate_limiter.check_storage()
+        _install_reload_on_sighup(policy)
+        log.info(
+            "allot started",
+            extra={"dialect": database.dialect, "policy": settings.policy},
+        )
+        try:
+            yield
+        finally:
+            await database.dispose()
+
+    app = FastAPI(
+        title="allot",
+        summary="Resource allocation service speaking the OpenStack Placement API (1.0-1.39)",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.show_docs else None,
+    )
+    app.state.settings = settings
+    app.state.policy = policy
+    app.state.authenticator = authenticator
+    app.state.rate_limiter = rate_limiter
+
+    install_handlers(app)
+    for module in (
+        root,
+        resource_classes,
+        traits,
+        resource_providers,
+        inventories,
+        aggregates,
+        provider_traits,
+        allocations,
+        usages,
+        allocation_candidates,
+        reshaper,
+    ):
+        app.include_router(module.router)
+    if settings.show_docs:
+        docs.install(app)
+    openapi.install(app)
+
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        # Outermost, so preflights are answered before anything else looks at them.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=CORS_ALLOWED_HEADERS,
+            expose_headers=[
+                "openstack-api-version",
+                "openstack-request-id",
+                "x-request-id",
+            ],
+        )
+    return app

@@ -1,0 +1,169 @@
+"""The request context, as one pure ASGI middleware (cheaper than a stack of BaseHTTPMiddleware).
+
+For every request: a request id, microversion negotiation, the body size limit, response
+headers (microversion, request id, security), one JSON log line, metrics, and a generic
+500 for anything unexpected, with the full story in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import microversion
+from app.errors import BODY_TOO_LARGE, INTERNAL, UNDEFINED, ApiError, envelope
+from app.observability import LATENCY, REQUESTS, request_id_var, subject_var
+
+log = logging.getLogger("allot.access")
+
+_JSON = "application/json"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = f"req-{uuid.uuid4()}"
+        request_id_var.set(request_id)
+        subject_var.set("")
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        headers = Headers(scope=scope)
+        version = microversion.MIN
+        status_holder = {"status": 500, "started": False}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                out = MutableHeaders(scope=message)
+                out["openstack-api-version"] = microversion.response_header(version)
+                out.append("vary", "openstack-api-version")
+                out["openstack-request-id"] = request_id
+                out["x-request-id"] = request_id
+                out["x-content-type-options"] = "nosniff"
+                if "cache-control" not in out and _wants_no_store(scope, message["status"]):
+                    out["cache-control"] = "no-store"
+            await send(message)
+
+        try:
+            version = microversion.negotiate(headers.get("openstack-api-version"))
+            state["microversion"] = version
+            _check_accept(headers)
+            _check_content_length(headers, self.max_body_bytes)
+            await self.app(scope, self._limited(receive), send_wrapper)
+        except ApiError as exc:
+            await _send_error(
+                send_wrapper, exc.status, exc.code, request_id, exc.headers, headers, exc.extra
+            )
+            state["error_code"], state["error_detail"] = exc.code, exc.log_detail
+        except BodyTooLarge:
+            await _send_error(send_wrapper, 413, BODY_TOO_LARGE, request_id, {}, headers)
+            state["error_code"] = BODY_TOO_LARGE
+        except Exception:
+            log.exception("unhandled error", extra={"error_code": INTERNAL})
+            state["error_code"] = INTERNAL
+            if not status_holder["started"]:
+                await _send_error(send_wrapper, 500, INTERNAL, request_id, {}, headers)
+        finally:
+            self._record(scope, state, int(status_holder["status"]), started)
+
+    def _limited(self, receive: Receive) -> Receive:
+        limit = self.max_body_bytes
+        seen = 0
+
+        async def wrapped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge
+            return message
+
+        return wrapped
+
+    @staticmethod
+    def _record(scope: Scope, state: dict[str, Any], status: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        method = scope["method"]
+        REQUESTS.labels(method, route, str(status)).inc()
+        LATENCY.labels(method, route).observe(elapsed)
+        extra: dict[str, Any] = {
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+        }
+        if "error_code" in state:
+            extra["error_code"] = state["error_code"]
+            extra["error_detail"] = state.get("error_detail", "")
+        level = logging.ERROR if status >= 500 else logging.INFO
+        log.log(level, "request", extra=extra)
+
+
+def _wants_no_store(scope: Scope, status: int) -> bool:
+    # Placement's successful responses carry no cache headers (reads from 1.15 set their own);
+    # its clients' tests forbid any there. Error bodies are never to be cached.
+    return status >= 400
+
+
+def _check_accept(headers: Headers) -> None:
+    accept = headers.get("accept")
+    if not accept:
+        return
+    ranges = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    if not ranges & {"application/json", "application/*", "*/*"}:
+        raise ApiError(406, UNDEFINED, log_detail=f"accept {accept[:100]!r}")
+
+
+def _check_content_length(headers: Headers, limit: int) -> None:
+    value = headers.get("content-length")
+    if value is None:
+        return
+    try:
+        length = int(value)
+    except ValueError:
+        raise ApiError(400, UNDEFINED, log_detail="content-length is not an integer") from None
+    if length > limit:
+        raise BodyTooLarge
+
+
+async def _send_error(
+    send: Send,
+    status: int,
+    code: str,
+    request_id: str,
+    extra_headers: dict[str, str],
+    request_headers: Headers,
+    extra: dict[str, str] | None = None,
+) -> None:
+    body = json.dumps(envelope(status, code, request_id, extra=extra)).encode()
+    content_type = _JSON
+    accept = request_headers.get("accept", "")
+    if accept and "json" not in accept and "*/*" not in accept and "text/html" in accept:
+        # A browser that will not take JSON gets the same generic text as a page.
+        content_type = "text/html; charset=UTF-8"
+    raw = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ] + [(k.lower().encode(), v.encode()) for k, v in extra_headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

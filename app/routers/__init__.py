@@ -1,0 +1,1 @@
+"""One APIRouter per Placement resource; thin: parse, authorize, call a service, shape."""

@@ -1,0 +1,93 @@
+"""Service configuration: environment variables with the ALLOT_ prefix, read once."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+VAR_DIR = Path("var")
+DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{VAR_DIR / 'allot.db'}"
+SECRET_FILE = VAR_DIR / "jwt-secret"
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or wrong; the message names the setting and never its value."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALLOT_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    log_level: str = "INFO"
+
+    database_url: str = DEFAULT_DATABASE_URL
+    database_read_url: str | None = None
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_max_overflow: int = Field(default=10, ge=0, le=200)
+    database_pool_timeout: float = Field(default=10.0, gt=0)
+    # How many times a write transaction is retried after losing a race.
+    write_retries: int = Field(default=10, ge=0, le=100)
+
+    auth_jwt_secret: str | None = Field(default=None, repr=False)
+    auth_public_key_file: Path | None = None
+    auth_jwks_url: str | None = None
+    auth_algorithms: Annotated[list[str] | None, NoDecode] = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    auth_leeway_seconds: int = Field(default=30, ge=0, le=600)
+    auth_user_claim: str = "sub"
+    auth_project_claim: str = "project_id"
+    auth_roles_claim: str = "roles"
+    auth_system_claim: str = "system"
+
+    policy: str = "tenant"
+
+    rate_limit: str = "1000/second"
+    rate_limit_anon: str = "20/second"
+    rate_limit_storage: str = "memory://"
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    docs_enabled: bool | None = None
+
+    # Allocation candidates: the most candidates one request may build.
+    candidates_max: int = Field(default=10_000, ge=1, le=1_000_000)
+
+    @field_validator("cors_origins", "auth_algorithms", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_a_key(self) -> Settings:
+        if self.env == "production" and not self.has_key_source:
+            raise ValueError(
+                "ALLOT_ENV=production needs ALLOT_AUTH_JWT_SECRET, "
+                "ALLOT_AUTH_PUBLIC_KEY_FILE or ALLOT_AUTH_JWKS_URL"
+            )
+        return self
+
+    @property
+    def has_key_source(self) -> bool:
+        return bool(self.auth_jwt_secret or self.auth_public_key_file or self.auth_jwks_url)
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def show_docs(self) -> bool:
+        if self.docs_enabled is not None:
+            return self.docs_enabled
+        return self.env == "development"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

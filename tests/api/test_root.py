@@ -1,0 +1,88 @@
+"""Version discovery and microversion negotiation."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+
+async def test_root_advertises_versions_without_a_token(client: httpx.AsyncClient) -> None:
+    response = await client.get("/", headers={"authorization": "", "openstack-api-version": ""})
+    assert response.status_code == 200
+    version = response.json()["versions"][0]
+    assert version["min_version"] == "1.0"
+    assert version["max_version"] == "1.39"
+    assert version["status"] == "CURRENT"
+    assert response.headers["openstack-api-version"] == "placement 1.0"
+    assert "openstack-api-version" in response.headers["vary"]
+
+
+async def test_latest_means_1_39(client: httpx.AsyncClient) -> None:
+    response = await client.get("/", headers={"openstack-api-version": "placement latest"})
+    assert response.headers["openstack-api-version"] == "placement 1.39"
+
+
+@pytest.mark.parametrize("header", ["placement 0.5", "placement 1.40", "placement 2.0"])
+async def test_out_of_range_version_is_406_with_bounds(
+    client: httpx.AsyncClient, header: str
+) -> None:
+    response = await client.get("/", headers={"openstack-api-version": header})
+    assert response.status_code == 406
+    error = response.json()["errors"][0]
+    assert (error["min_version"], error["max_version"]) == ("1.0", "1.39")
+
+
+@pytest.mark.parametrize("header", ["placement pony.horse", "placement 1.2.3", "placement"])
+async def test_malformed_version_is_400(client: httpx.AsyncClient, header: str) -> None:
+    response = await client.get("/", headers={"openstack-api-version": header})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["title"] == "Bad Request"
+
+
+async def test_other_services_in_the_header_are_ignored(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/", headers={"openstack-api-version": "compute 2.90, placement 1.20"}
+    )
+    assert response.headers["openstack-api-version"] == "placement 1.20"
+
+
+async def test_cache_headers_from_1_15_only(client: httpx.AsyncClient) -> None:
+    new = await client.get("/", headers={"openstack-api-version": "placement 1.15"})
+    assert new.headers["cache-control"] == "no-cache"
+    assert new.headers["last-modified"].endswith("GMT")
+    old = await client.get("/", headers={"openstack-api-version": "placement 1.14"})
+    assert "cache-control" not in old.headers and "last-modified" not in old.headers
+
+
+async def test_wrong_method_is_405_with_allow(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+    assert response.json()["errors"][0]["code"] == "placement.undefined_code"
+
+
+async def test_unknown_path_is_404_envelope_with_request_id(client: httpx.AsyncClient) -> None:
+    response = await client.get("/barnabas")
+    assert response.status_code == 404
+    error = response.json()["errors"][0]
+    assert error["request_id"].startswith("req-")
+    assert response.headers["x-request-id"] == error["request_id"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_accept_without_json_is_406(client: httpx.AsyncClient) -> None:
+    response = await client.get("/resource_classes", headers={"accept": "text/plain"})
+    assert response.status_code == 406
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz", headers={"authorization": ""})).json() == {"status": "ok"}
+    ready = await client.get("/readyz", headers={"authorization": ""})
+    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+
+
+async def test_metrics_count_requests(client: httpx.AsyncClient) -> None:
+    await client.get("/resource_classes")
+    body = (await client.get("/metrics")).text
+    assert 'allot_requests_total{method="GET",route="/resource_classes",status="200"}' in body

@@ -1,0 +1,256 @@
+"""Shared fixtures: the app on SQLite and (with ALLOT_TEST_DATABASE_URL) on PostgreSQL,
+real JWTs, an HTTP client that checks every error body, and a clean database per test.
+
+Every test that takes `client` (or `app`) runs once per database backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import delete, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.main import create_app
+from app.models import (
+    FIRST_CUSTOM_ID,
+    Aggregate,
+    Allocation,
+    Consumer,
+    ConsumerType,
+    Inventory,
+    Project,
+    ProviderAggregate,
+    ProviderTrait,
+    ResourceClass,
+    ResourceProvider,
+    Trait,
+    User,
+)
+from app.settings import Settings
+
+TEST_SECRET = "allot-test-signing-key-not-a-real-secret-0123456789"
+PG_URL = os.environ.get("ALLOT_TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+# What must never appear in an error body: internals of any kind.
+LEAK_PATTERNS = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"traceback",
+        r"\bselect\b.+\bfrom\b",
+        r"\binsert into\b",
+        r"\bsqlalchemy\b",
+        r"\basyncpg\b",
+        r"\bsqlite",
+        r"\bpsycopg",
+        r'File "',
+        r"\bapp\.[a-z_]+\.",
+        r"\b[A-Z][a-zA-Z]+(Error|Exception)\b",
+        r"/work/|site-packages",
+    )
+]
+
+MINTED_TOKENS: set[str] = set()
+LOG_LINES: list[str] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("CI") == "true" and not PG_URL:
+        raise pytest.UsageError("CI=true needs ALLOT_TEST_DATABASE_URL: PostgreSQL is not optional")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A whole run's log must not contain a single token the tests minted.
+    leaked = [t for t in MINTED_TOKENS if any(t in line for line in LOG_LINES)]
+    if leaked:
+        print(f"\nSECURITY: {len(leaked)} bearer token(s) appeared in the service log")
+        session.exitstatus = 1
+
+
+class _Collect(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        LOG_LINES.append(self.format(record))
+
+
+def test_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "auth_jwt_secret": TEST_SECRET,
+        "rate_limit": "off",
+        "rate_limit_anon": "off",
+        "log_level": "INFO",
+        "write_retries": 20,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def reset_schema(url: str) -> None:
+    """A fresh database at head: drop everything, then migrate (as the service would)."""
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="allot-test-") as tmp:
+        yield f"sqlite+aiosqlite:///{Path(tmp) / 'allot.db'}"
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    return sqlite_url if request.param == "sqlite" else str(PG_URL)
+
+
+@pytest.fixture(scope="session")
+async def app(database_url: str) -> AsyncIterator[FastAPI]:
+    from app.db import make_engine
+    from app.migrations_runner import upgrade
+
+    if database_url.startswith("postgresql"):
+        await reset_schema(database_url)
+    settings = test_settings(database_url)
+    engine = make_engine(database_url, settings)
+    await upgrade(engine)
+    await engine.dispose()
+    application = create_app(settings)
+    collector = _Collect()
+    collector.setFormatter(logging.getLogger().handlers[0].formatter)
+    logging.getLogger().addHandler(collector)
+    async with application.router.lifespan_context(application):
+        yield application
+    logging.getLogger().removeHandler(collector)
+
+
+# Children before parents: the order rows are removed in between tests.
+_TABLES = [
+    Allocation,
+    Consumer,
+    ConsumerType,
+    Project,
+    User,
+    ProviderAggregate,
+    Aggregate,
+    ProviderTrait,
+    Inventory,
+]
+
+
+@pytest.fixture(autouse=True)
+async def clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Every test starts from an empty service: standard classes and traits only."""
+    yield
+    if "app" not in request.fixturenames:
+        return
+    application: FastAPI = request.getfixturevalue("app")
+    async with application.state.database.engine.begin() as conn:
+        for model in _TABLES:
+            await conn.execute(delete(model))
+        # Providers point at each other (parent, root): clear the links, then the rows.
+        await conn.execute(
+            ResourceProvider.__table__.update().values(
+                parent_provider_id=None, root_provider_id=None
+            )
+        )
+        await conn.execute(delete(ResourceProvider))
+        await conn.execute(delete(ResourceClass).where(ResourceClass.id >= FIRST_CUSTOM_ID))
+        await conn.execute(delete(Trait).where(Trait.name.startswith("CUSTOM_")))
+
+
+def mint(
+    *,
+    roles: list[str],
+    project: str | None = None,
+    user: str = "test-user",
+    system: bool = False,
+    settings: Settings | None = None,
+) -> str:
+    from app.authz.tokens import Authenticator
+
+    authenticator = Authenticator(settings or test_settings("sqlite+aiosqlite://"))
+    token = authenticator.mint(user=user, project=project, roles=roles, system=system)
+    MINTED_TOKENS.add(token)
+    return token
+
+
+ADMIN_PROJECT = "admin-project"
+PROJECT_A = "project-a"
+PROJECT_B = "project-b"
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+def tokens() -> dict[str, str]:
+    """One token per kind of caller in the authorization matrix (DESIGN section 6)."""
+    return {
+        "admin": mint(roles=["admin"], project=ADMIN_PROJECT, user="admin"),
+        "service": mint(roles=["service"], project="service-project", user="nova"),
+        "system_reader": mint(roles=["reader"], system=True, user="auditor"),
+        "member_a": mint(roles=["member", "reader"], project=PROJECT_A, user="alice"),
+        "reader_a": mint(roles=["reader"], project=PROJECT_A, user="ann"),
+        "member_b": mint(roles=["member", "reader"], project=PROJECT_B, user="bob"),
+        "no_role": mint(roles=[], project=PROJECT_A, user="nobody"),
+    }
+
+
+def assert_generic_error(response: httpx.Response) -> None:
+    """Every error body is the Placement envelope and says nothing about our internals."""
+    body = response.text
+    for pattern in LEAK_PATTERNS:
+        assert not pattern.search(body), f"error body leaks internals ({pattern.pattern}): {body}"
+    for token in MINTED_TOKENS:
+        assert token not in body
+    if response.headers.get("content-type", "").startswith("application/json"):
+        error = response.json()["errors"][0]
+        assert error["status"] == response.status_code
+        assert error["request_id"] == response.headers["openstack-request-id"]
+        assert error["code"]
+
+
+async def _check_errors(response: httpx.Response) -> None:
+    if response.status_code >= 400:
+        await response.aread()
+        assert_generic_error(response)
+
+
+def make_client(application: FastAPI, headers: dict[str, str]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application),
+        base_url="http://allot.test",
+        headers=headers,
+        event_hooks={"response": [_check_errors]},
+    )
+
+
+@pytest.fixture
+async def client(app: FastAPI, tokens: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """An admin at the latest microversion; pass other headers per request to be someone else."""
+    headers = {**auth(tokens["admin"]), "openstack-api-version": "placement latest"}
+    async with make_client(app, headers) as c:
+        yield c
+
+
+@pytest.fixture
+def as_(tokens: dict[str, str]) -> Callable[..., dict[str, str]]:
+    """Headers for a caller of the matrix, optionally at a microversion: as_("member_a", "1.30")."""
+
+    def headers(who: str, version: str = "latest") -> dict[str, str]:
+        return {**auth(tokens[who]), "openstack-api-version": f"placement {version}"}
+
+    return headers
