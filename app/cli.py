@@ -21,6 +21,32 @@ def _settings() -> Settings:
         raise ConfigurationError(f"{name.rstrip('_')}: {first.get('msg')}") from None
 
 
+def _metrics_dir_for_workers(workers: int) -> None:
+    """Several workers share one /metrics through files in PROMETHEUS_MULTIPROC_DIR.
+
+    Set before any worker starts (they inherit it); emptied at start, since values left
+    by a previous run would be added to this run's.
+    """
+    import atexit
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if workers <= 1:
+        return
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        directory = Path(configured)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+        return
+    fresh = tempfile.mkdtemp(prefix="allot-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = fresh
+    atexit.register(shutil.rmtree, fresh, ignore_errors=True)
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -28,6 +54,7 @@ def _serve(args: argparse.Namespace) -> None:
     from app.migrations_runner import upgrade
 
     settings = _settings()
+    _metrics_dir_for_workers(args.workers)
     if settings.is_embedded:
 
         async def migrate() -> None:
