@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Allocation
+from app.models import Allocation, Inventory
 
 
 def capacity(total: int, reserved: int, allocation_ratio: float) -> int:
@@ -44,6 +44,11 @@ class InventoryLimits:
         """A new `amount` fits beside `used`, and is a valid amount on its own."""
         return self.amount_ok(amount) and used + amount <= self.capacity
 
+    def accepts(self, before: int, after: int) -> bool:
+        """A write that changes usage from `before` to `after` stays within capacity, or at least
+        does not make an existing overcommitment (inventory shrunk below usage) worse."""
+        return after <= self.capacity or after <= before
+
 
 async def usage_by_provider_class(
     session: AsyncSession, provider_ids: Iterable[int]
@@ -60,3 +65,38 @@ async def usage_by_provider_class(
         .group_by(Allocation.resource_provider_id, Allocation.resource_class_id)
     )
     return {(rp, rc): int(used) for rp, rc, used in rows.all()}
+
+
+async def limits_by_provider_class(
+    session: AsyncSession, provider_ids: Iterable[int], class_ids: Iterable[int]
+) -> dict[tuple[int, int], InventoryLimits]:
+    """The inventories of some providers in some classes, keyed (provider id, class id)."""
+    providers, classes = list(set(provider_ids)), list(set(class_ids))
+    if not providers or not classes:
+        return {}
+    rows = await session.execute(
+        select(
+            Inventory.resource_provider_id,
+            Inventory.resource_class_id,
+            Inventory.total,
+            Inventory.reserved,
+            Inventory.min_unit,
+            Inventory.max_unit,
+            Inventory.step_size,
+            Inventory.allocation_ratio,
+        ).where(
+            Inventory.resource_provider_id.in_(providers),
+            Inventory.resource_class_id.in_(classes),
+        )
+    )
+    return {
+        (r.resource_provider_id, r.resource_class_id): InventoryLimits(
+            total=r.total,
+            reserved=r.reserved,
+            min_unit=r.min_unit,
+            max_unit=r.max_unit,
+            step_size=r.step_size,
+            allocation_ratio=r.allocation_ratio,
+        )
+        for r in rows.all()
+    }
