@@ -6,9 +6,11 @@ What actually went wrong is logged (with the same request id), never returned.
 
 from __future__ import annotations
 
+import socket
 from http import HTTPStatus
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -198,8 +200,44 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# How long a client is asked to wait when the database cannot be reached.
+UNAVAILABLE_RETRY_AFTER = "5"
+
+# What the drivers raise when the database is down, unreachable or its pool exhausted.
+_UNREACHABLE: tuple[type[Exception], ...] = (
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+    sqlalchemy.exc.TimeoutError,
+    sqlalchemy.exc.DBAPIError,
+)
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError
+        )
+    return isinstance(exc, _UNREACHABLE)
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The session's context manager has already rolled the transaction back.
+    if not is_database_unavailable(exc):
+        raise exc  # any other database error is a 500 (app.middleware)
+    return error_response(
+        request,
+        503,
+        UNAVAILABLE,
+        log_detail=f"database unavailable: {type(exc).__name__}: {str(exc)[:300]}",
+        headers={"Retry-After": UNAVAILABLE_RETRY_AFTER},
+    )
+
+
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for kind in _UNREACHABLE:
+        app.add_exception_handler(kind, _unavailable)
     # Anything else is answered by app.middleware as a generic 500, with headers and a log line.
