@@ -55,17 +55,23 @@ class _ContextFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(subject)s",
-            rename_fields={"asctime": "time", "levelname": "level"},
-        )
+class _AllotHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Ours, so that configuring twice replaces it and keeps everyone else's handlers."""
+
+
+def json_formatter() -> logging.Formatter:
+    return JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(subject)s",
+        rename_fields={"asctime": "time", "levelname": "level"},
     )
+
+
+def configure_logging(level: str) -> None:
+    handler = _AllotHandler(sys.stderr)
+    handler.setFormatter(json_formatter())
     handler.addFilter(_ContextFilter())
     root = logging.getLogger()
-    root.handlers = [handler]
+    root.handlers = [h for h in root.handlers if not isinstance(h, _AllotHandler)] + [handler]
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).disabled = True

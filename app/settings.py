@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     auth_jwt_secret: str | None = Field(default=None, repr=False)
     auth_public_key_file: Path | None = None
     auth_jwks_url: str | None = None
+    # How long a fetched JWKS is trusted, and the least time between two refreshes forced by
+    # tokens naming an unknown key id (so forged kids cannot hammer the identity provider).
+    auth_jwks_cache_seconds: int = Field(default=300, ge=0, le=86_400)
+    auth_jwks_refresh_cooldown_seconds: int = Field(default=30, ge=0, le=3600)
     auth_algorithms: Annotated[list[str] | None, NoDecode] = None
     auth_issuer: str | None = None
     auth_audience: str | None = None

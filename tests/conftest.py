@@ -11,6 +11,7 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from app.models import (
     Trait,
     User,
 )
+from app.observability import json_formatter
 from app.settings import Settings
 
 TEST_SECRET = "allot-test-signing-key-not-a-real-secret-0123456789"
@@ -128,11 +130,28 @@ async def app(database_url: str) -> AsyncIterator[FastAPI]:
     await engine.dispose()
     application = create_app(settings)
     collector = _Collect()
-    collector.setFormatter(logging.getLogger().handlers[0].formatter)
+    collector.setFormatter(json_formatter())
     logging.getLogger().addHandler(collector)
     async with application.router.lifespan_context(application):
         yield application
     logging.getLogger().removeHandler(collector)
+
+
+AppFactory = Callable[..., AbstractAsyncContextManager[FastAPI]]
+
+
+@pytest.fixture
+def app_factory(app: FastAPI, database_url: str) -> AppFactory:
+    """Another running app on the same database with other settings (the database is still
+    emptied after the test): `async with app_factory(policy="placement") as other: ...`."""
+
+    @asynccontextmanager
+    async def factory(**overrides: Any) -> AsyncIterator[FastAPI]:
+        application = create_app(test_settings(database_url, **overrides))
+        async with application.router.lifespan_context(application):
+            yield application
+
+    return factory
 
 
 # Children before parents: the order rows are removed in between tests.

@@ -41,7 +41,7 @@ async def current_subject(request: Request) -> Subject:
     try:
         if token is None:
             raise InvalidToken("no credentials")
-        subject = authenticator.verify(token)
+        subject = await authenticator.verify_async(token)
     except InvalidToken as exc:
         await limiter.hit_anonymous(_client_address(request))
         raise ApiError(

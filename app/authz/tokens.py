@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -51,7 +52,13 @@ class Authenticator:
         self._jwks: jwt.PyJWKClient | None = None
         self._key: Any = None
         if settings.auth_jwks_url:
-            self._jwks = jwt.PyJWKClient(settings.auth_jwks_url, cache_keys=True, lifespan=300)
+            self._jwks = jwt.PyJWKClient(
+                settings.auth_jwks_url,
+                cache_keys=True,
+                lifespan=max(1, settings.auth_jwks_cache_seconds),
+                cooldown_duration=settings.auth_jwks_refresh_cooldown_seconds,
+                timeout=5,
+            )
             self.algorithms = settings.auth_algorithms or ASYMMETRIC_ALGORITHMS
         elif settings.auth_public_key_file:
             try:
@@ -78,6 +85,12 @@ class Authenticator:
             return self._jwks.get_signing_key_from_jwt(token).key
         except jwt.PyJWKClientError as exc:
             raise InvalidToken(f"no signing key: {exc}") from exc
+
+    async def verify_async(self, token: str) -> Subject:
+        """`verify`, without blocking the event loop when a JWKS fetch may be needed."""
+        if self._jwks is not None:
+            return await asyncio.to_thread(self.verify, token)
+        return self.verify(token)
 
     def verify(self, token: str) -> Subject:
         settings = self.settings
