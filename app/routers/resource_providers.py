@@ -1,5 +1,229 @@
-"""Placeholder router: routes arrive with their capability issue."""
+"""/resource_providers: list (with filters), create, show, update, delete; a provider's usages."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import uuid as uuidlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.authz.dependencies import ProvidersCreate, ProvidersRead, ProvidersWrite
+from app.dependencies import DatabaseDep, SessionDep
+from app.errors import bad_request
+from app.httpcache import set_last_modified
+from app.microversion import Microversion, Version
+from app.openapi import json_body_doc
+from app.query import Query as QueryString
+from app.requests import href, json_body, validate
+from app.schemas.common import link
+from app.schemas.providers import (
+    ProviderCreate,
+    ProviderCreate10,
+    ProviderList,
+    ProviderOut,
+    ProviderUpdate,
+    ProviderUpdate10,
+    ProviderUsages,
+    canonical_uuid,
+)
+from app.services import providers as service
+from app.services.providers import Filters, Provider
+
+router = APIRouter(prefix="/resource_providers", tags=["resource providers"])
+
+NESTED_SINCE = 14  # parent_provider_uuid, root_provider_uuid, in_tree
+BODY_ON_CREATE_SINCE = 20  # POST answers 200 with the provider instead of 201
+REPARENTING_SINCE = 37  # moving a child to another parent, or making it a root
+# Links a provider carries, and the microversion each appeared at.
+_LINKS = (("inventories", 0), ("usages", 0), ("aggregates", 1), ("traits", 6), ("allocations", 11))
+
+# Query parameters of GET /resource_providers, and the microversion each appeared at.
+_FILTERS = {"name": 0, "uuid": 0, "member_of": 3, "resources": 4, "in_tree": 14, "required": 18}
+MULTIPLE_MEMBER_OF_SINCE = 24
+ANY_TRAITS_SINCE = 39
+
+ProviderUuid = Annotated[str, Path(max_length=255, description="The provider's UUID")]
+
+
+def _allowed(version: Microversion) -> set[str]:
+    return {key for key, since in _FILTERS.items() if version.at_least(since)}
+
+
+def _repeatable(version: Microversion) -> set[str]:
+    keys = set()
+    if version.at_least(MULTIPLE_MEMBER_OF_SINCE):
+        keys.add("member_of")
+    if version.at_least(ANY_TRAITS_SINCE):
+        keys.add("required")
+    return keys
+
+
+def _uuid_value(query: QueryString, key: str) -> str | None:
+    value = query.get(key)
+    if value is None:
+        return None
+    try:
+        return canonical_uuid(value)
+    except ValueError:
+        raise bad_request(f"{key} is not a UUID") from None
+
+
+def _filters(query: QueryString) -> Filters:
+    return Filters(
+        name=query.get("name") or None,
+        uuid=_uuid_value(query, "uuid"),
+        in_tree=_uuid_value(query, "in_tree"),
+    )
+
+
+def shape(request: Request, version: Microversion, provider: Provider) -> dict[str, Any]:
+    """A provider as Placement shows it at this microversion (plus its owner, when set)."""
+    url = href(request, f"/resource_providers/{provider.uuid}")
+    links = [link("self", url)]
+    links += [link(rel, f"{url}/{rel}") for rel, since in _LINKS if version.at_least(since)]
+    out: dict[str, Any] = {
+        "uuid": provider.uuid,
+        "name": provider.name,
+        "generation": provider.generation,
+        "links": links,
+    }
+    if version.at_least(NESTED_SINCE):
+        out["parent_provider_uuid"] = provider.parent_provider_uuid
+        out["root_provider_uuid"] = provider.root_provider_uuid
+    if provider.owner_project_id is not None:
+        out["owner_project_id"] = provider.owner_project_id
+    return out
+
+
+@router.get("", response_model=ProviderList, response_model_exclude_unset=True)
+async def list_resource_providers(
+    request: Request,
+    response: Response,
+    version: Version,
+    session: SessionDep,
+    access: ProvidersRead,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+    uuid: Annotated[str | None, Query(max_length=64)] = None,
+    member_of: Annotated[
+        list[str] | None, Query(description="1.3+; repeatable, `in:` and `!` per microversion")
+    ] = None,
+    resources: Annotated[str | None, Query(description="1.4+; `VCPU:2,MEMORY_MB:512`")] = None,
+    in_tree: Annotated[str | None, Query(description="1.14+; a provider UUID")] = None,
+    required: Annotated[
+        list[str] | None, Query(description="1.18+; traits, `!` from 1.22, `in:` from 1.39")
+    ] = None,
+) -> dict[str, Any]:
+    filters = _filters(QueryString(request, _allowed(version), repeatable=_repeatable(version)))
+    found = await service.find(session, access, filters)
+    set_last_modified(response, version, service.last_modified(found))
+    return {"resource_providers": [shape(request, version, p) for p in found]}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ProviderOut,
+    response_model_exclude_unset=True,
+    responses={200: {"model": ProviderOut, "description": "Created (1.20+)"}},
+    openapi_extra=json_body_doc(ProviderCreate),
+)
+async def create_resource_provider(
+    request: Request, version: Version, database: DatabaseDep, access: ProvidersCreate
+) -> Response:
+    document = await json_body(request)
+    body: ProviderCreate10
+    if version.at_least(NESTED_SINCE):
+        body = validate(ProviderCreate, document)
+    else:
+        body = validate(ProviderCreate10, document)
+    parent = getattr(body, "parent_provider_uuid", None)
+    owner = service.owner_for(
+        access, body.owner_project_id, "owner_project_id" in body.model_fields_set
+    )
+    uuid = body.uuid or str(uuidlib.uuid4())
+    provider = await database.write(
+        lambda s: service.create(
+            s, access, name=body.name, uuid=uuid, parent_uuid=parent, owner=owner
+        )
+    )
+    location = href(request, f"/resource_providers/{provider.uuid}")
+    if not version.at_least(BODY_ON_CREATE_SINCE):
+        return Response(status_code=201, headers={"location": location})
+    out = JSONResponse(shape(request, version, provider), headers={"location": location})
+    set_last_modified(out, version, provider.modified)
+    return out
+
+
+@router.get("/{uuid}", response_model=ProviderOut, response_model_exclude_unset=True)
+async def show_resource_provider(
+    request: Request,
+    response: Response,
+    uuid: ProviderUuid,
+    version: Version,
+    session: SessionDep,
+    access: ProvidersRead,
+) -> dict[str, Any]:
+    provider = await service.get(session, access, uuid)
+    set_last_modified(response, version, provider.modified)
+    return shape(request, version, provider)
+
+
+@router.put(
+    "/{uuid}",
+    response_model=ProviderOut,
+    response_model_exclude_unset=True,
+    openapi_extra=json_body_doc(ProviderUpdate),
+)
+async def update_resource_provider(
+    request: Request,
+    response: Response,
+    uuid: ProviderUuid,
+    version: Version,
+    database: DatabaseDep,
+    access: ProvidersWrite,
+) -> dict[str, Any]:
+    document = await json_body(request)
+    body: ProviderUpdate10
+    if version.at_least(NESTED_SINCE):
+        body = validate(ProviderUpdate, document)
+    else:
+        body = validate(ProviderUpdate10, document)
+    given = body.model_fields_set
+    parent = ("parent_provider_uuid" in given, getattr(body, "parent_provider_uuid", None))
+    owner = ("owner_project_id" in given, body.owner_project_id)
+    provider = await database.write(
+        lambda s: service.update_provider(
+            s,
+            access,
+            uuid,
+            name=body.name,
+            parent=parent,
+            owner=owner,
+            allow_reparenting=version.at_least(REPARENTING_SINCE),
+        )
+    )
+    set_last_modified(response, version, provider.modified)
+    return shape(request, version, provider)
+
+
+@router.delete("/{uuid}", status_code=204, response_class=Response)
+async def delete_resource_provider(
+    uuid: ProviderUuid, database: DatabaseDep, access: ProvidersWrite
+) -> Response:
+    await database.write(lambda s: service.delete(s, access, uuid))
+    return Response(status_code=204)
+
+
+@router.get("/{uuid}/usages", response_model=ProviderUsages)
+async def show_provider_usages(
+    response: Response,
+    uuid: ProviderUuid,
+    version: Version,
+    session: SessionDep,
+    access: ProvidersRead,
+) -> dict[str, Any]:
+    generation, usages = await service.usages(session, access, uuid)
+    # Usages change with every allocation: Placement dates them "now".
+    set_last_modified(response, version, None)
+    return {"resource_provider_generation": generation, "usages": usages}
