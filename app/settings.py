@@ -60,6 +60,9 @@ class Settings(BaseSettings):
 
     # Allocation candidates: the most candidates one request may build.
     candidates_max: int = Field(default=10_000, ge=1, le=1_000_000)
+    # breadth-first takes candidates from each root provider in turn (so `limit` spreads over
+    # hosts); depth-first exhausts one root before the next.
+    candidates_strategy: Literal["breadth-first", "depth-first"] = "breadth-first"
 
     @field_validator("cors_origins", "auth_algorithms", mode="before")
     @classmethod
