@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -100,3 +101,16 @@ async def limits_by_provider_class(
         )
         for r in rows.all()
     }
+
+
+def used_amount(provider_id: Any, class_id: Any) -> Any:
+    """SQL for the current usage of one (provider, class), correlated to the outer query's
+    columns: lets set-based reads (allocation candidates) fetch limits and usage in one pass."""
+    return (
+        select(func.coalesce(func.sum(Allocation.used), 0))
+        .where(
+            Allocation.resource_provider_id == provider_id,
+            Allocation.resource_class_id == class_id,
+        )
+        .scalar_subquery()
+    )
