@@ -147,7 +147,8 @@ def app_factory(app: FastAPI, database_url: str) -> AppFactory:
 
     @asynccontextmanager
     async def factory(**overrides: Any) -> AsyncIterator[FastAPI]:
-        application = create_app(test_settings(database_url, **overrides))
+        values = {"database_url": database_url, **overrides}
+        application = create_app(test_settings(values.pop("database_url"), **values))
         async with application.router.lifespan_context(application):
             yield application
 
