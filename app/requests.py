@@ -13,8 +13,19 @@ from app.errors import VALIDATION, ApiError, bad_request
 M = TypeVar("M", bound=BaseModel)
 
 
-async def json_body(request: Request) -> Any:
-    """The request's JSON document: 415 for another media type, 400 when it does not parse."""
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise ValueError("an object names the same key twice")
+    return document
+
+
+async def json_body(request: Request, *, unique_keys: bool = False) -> Any:
+    """The request's JSON document: 415 for another media type, 400 when it does not parse.
+
+    `unique_keys`: an object that names one key twice is malformed (JSON parsers otherwise
+    keep the last one silently), e.g. one consumer twice in POST /allocations.
+    """
     content_type = request.headers.get("content-type")
     body = await request.body()
     if content_type is None:
@@ -24,7 +35,7 @@ async def json_body(request: Request) -> Any:
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise ApiError(415, log_detail=f"media type {content_type[:100]!r}")
     try:
-        return json.loads(body)
+        return json.loads(body, object_pairs_hook=_unique_pairs if unique_keys else None)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"malformed JSON: {exc}") from None
 
