@@ -72,6 +72,9 @@ class Process:
     env: dict[str, str]
     log: Path
     workers: int = 2
+    # The command before `--host`: the console script, or an interpreter running the CLI.
+    command: list[str] = field(default_factory=lambda: [ALLOT, "serve"])
+    cwd: Path | None = None
     popen: subprocess.Popen[bytes] | None = None
 
     @property
@@ -82,10 +85,12 @@ class Process:
         with self.log.open("ab") as out:
             self.popen = subprocess.Popen(
                 [
-                    *(ALLOT, "serve", "--host", "127.0.0.1", "--port", str(self.port)),
+                    *self.command,
+                    *("--host", "127.0.0.1", "--port", str(self.port)),
                     *("--workers", str(self.workers), "--graceful-timeout", "20"),
                 ],
                 env=self.env,
+                cwd=self.cwd or self.log.parent,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
