@@ -16,9 +16,11 @@ def _settings() -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
+        # One line naming the setting; pydantic's message never repeats the value given.
         first = exc.errors()[0]
-        name = "ALLOT_" + "_".join(str(p) for p in first.get("loc", ())).upper()
-        raise ConfigurationError(f"{name.rstrip('_')}: {first.get('msg')}") from None
+        name = "_".join(str(p) for p in first.get("loc", ())).upper()
+        message = str(first.get("msg", "")).removeprefix("Value error, ")
+        raise ConfigurationError(f"ALLOT_{name}: {message}" if name else message) from None
 
 
 def _metrics_dir_for_workers(workers: int) -> None:
@@ -66,7 +68,8 @@ def _serve(args: argparse.Namespace) -> None:
     # Fail fast, in the parent, on settings the workers would refuse anyway.
     from app.main import create_app
 
-    create_app(settings)
+    application = create_app(settings)
+    asyncio.run(application.state.rate_limiter.check_storage())
     uvicorn.run(
         "app.main:create_app",
         factory=True,

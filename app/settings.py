@@ -14,6 +14,10 @@ DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{VAR_DIR / 'allot.db'}"
 SECRET_FILE = VAR_DIR / "jwt-secret"
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_DRIVERS = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+
+
 class ConfigurationError(Exception):
     """A setting is missing or wrong; the message names the setting and never its value."""
 
@@ -69,6 +73,27 @@ class Settings(BaseSettings):
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+        return value.upper()
+
+    @field_validator("database_url", "database_read_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(_DRIVERS):
+            raise ValueError(f"must be a SQLAlchemy URL starting with {' or '.join(_DRIVERS)}")
+        return value
+
+    @field_validator("policy")
+    @classmethod
+    def _policy_given(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be tenant, placement or a policy file path")
         return value
 
     @model_validator(mode="after")
