@@ -1,0 +1,472 @@
+"""Allocations: what consumers hold on which providers, and the one way they are written.
+
+Every write (PUT, POST, the reshaper) replaces the complete allocations of the consumers it
+names, inside the caller's transaction (`Database.write`), in this order:
+
+1. check the payload: caller's project, resource classes, providers (visible ones only);
+2. read the consumers: ownership, consumer generations (1.28+);
+3. lock the providers whose generation this write bumps, in ascending id order (so two
+   multi-provider writers can never deadlock), then read capacity and usage: nothing can add
+   allocations to a locked provider until we commit;
+4. record projects, users, consumer types and consumers; bump consumer generations;
+5. delete the consumers' old allocations, check every new amount against the inventory,
+   insert the new ones, bump the provider generations, delete consumers left with nothing.
+
+Any failure raises and the whole transaction is rolled back: no consumer, project, user or
+allocation row survives, and no generation moves.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.authz import actions
+from app.authz.dependencies import Access
+from app.db import GenerationConflict, bump_generation
+from app.errors import (
+    CONCURRENT_UPDATE,
+    PROVIDER_NOT_FOUND,
+    UNDEFINED,
+    ApiError,
+    bad_request,
+    not_found,
+)
+from app.models import Allocation, Consumer, ResourceClass, ResourceProvider
+from app.services import consumers
+from app.services.capacity import limits_by_provider_class, usage_by_provider_class
+from app.services.consumers import ConsumerRow
+
+
+@dataclass(frozen=True)
+class ConsumerWrite:
+    """One consumer's complete new allocations, whatever microversion they came in."""
+
+    uuid: str
+    project_id: str
+    user_id: str
+    # provider UUID -> resource class name -> amount; empty releases everything.
+    allocations: Mapping[str, Mapping[str, int]]
+    # 1.28+: the generation the client last saw (None: "this consumer is new").
+    generation: int | None = None
+    check_generation: bool = False
+    # 1.38+: the consumer's type; None keeps whatever the consumer had.
+    consumer_type: str | None = None
+    # Where this consumer's allocations sit in the request body, for error pointers.
+    pointer: str = "/allocations"
+
+
+@dataclass(frozen=True)
+class _Provider:
+    id: int
+    uuid: str
+    owner: str | None
+
+
+@dataclass
+class _Old:
+    """The allocations the consumers of a write hold right now."""
+
+    rows: list[tuple[int, int, int, int]] = field(default_factory=list)  # consumer, rp, rc, used
+
+    def providers_of(self, consumer_ids: set[int]) -> set[int]:
+        return {rp for c, rp, _, _ in self.rows if c in consumer_ids}
+
+    def used(self) -> dict[tuple[int, int], int]:
+        total: dict[tuple[int, int], int] = defaultdict(int)
+        for _, rp, rc, used in self.rows:
+            total[(rp, rc)] += used
+        return total
+
+
+@dataclass
+class Prepared:
+    """A write checked, locked and with its consumers recorded; `finish` completes it."""
+
+    writes: Sequence[ConsumerWrite]
+    classes: dict[str, int]
+    providers: dict[str, _Provider]
+    consumer_ids: dict[str, int]
+    bump_ids: list[int]  # the providers whose generation this write moves (all locked)
+    old: _Old
+    before: dict[tuple[int, int], int]  # usage of the locked providers before this write
+
+
+# --- reads ---
+
+
+@dataclass(frozen=True)
+class Held:
+    """One allocation row, as the reads show it."""
+
+    provider_uuid: str
+    provider_generation: int
+    consumer_uuid: str
+    consumer_generation: int
+    resource_class: str
+    used: int
+    created_at: datetime
+
+
+def _held_query() -> Select[str, int, str, int, str, int, datetime]:
+    return (
+        select(
+            ResourceProvider.uuid.label("rp_uuid"),
+            ResourceProvider.generation.label("rp_generation"),
+            Consumer.uuid.label("consumer_uuid"),
+            Consumer.generation.label("consumer_generation"),
+            ResourceClass.name.label("rc"),
+            Allocation.used,
+            Allocation.created_at,
+        )
+        .join(ResourceProvider, ResourceProvider.id == Allocation.resource_provider_id)
+        .join(Consumer, Consumer.id == Allocation.consumer_id)
+        .join(ResourceClass, ResourceClass.id == Allocation.resource_class_id)
+    )
+
+
+def _held(rows: Iterable[Any]) -> list[Held]:
+    return [
+        Held(
+            provider_uuid=r.rp_uuid,
+            provider_generation=r.rp_generation,
+            consumer_uuid=r.consumer_uuid,
+            consumer_generation=r.consumer_generation,
+            resource_class=r.rc,
+            used=r.used,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
+
+
+async def for_consumer(
+    session: AsyncSession, access: Access, uuid: str
+) -> tuple[ConsumerRow | None, list[Held]]:
+    """A consumer and its allocations; (None, []) when unknown or another tenant's."""
+    consumer = (await consumers.find(session, [uuid])).get(uuid)
+    if consumer is None or not access.allows(actions.ALLOCATIONS_READ, consumer.project_id):
+        return None, []
+    rows = await session.execute(
+        _held_query()
+        .where(Allocation.consumer_id == consumer.id)
+        .order_by(ResourceProvider.uuid, ResourceClass.name)
+    )
+    return consumer, _held(rows.all())
+
+
+async def for_provider(session: AsyncSession, provider_id: int) -> list[Held]:
+    rows = await session.execute(
+        _held_query()
+        .where(Allocation.resource_provider_id == provider_id)
+        .order_by(Consumer.uuid, ResourceClass.name)
+    )
+    return _held(rows.all())
+
+
+# --- DELETE /allocations/{consumer_uuid} ---
+
+
+async def delete_consumer(session: AsyncSession, access: Access, uuid: str) -> None:
+    """Release everything a consumer holds; 404 when it holds nothing (or cannot be seen).
+
+    As in Placement, provider generations do not move: a release never needs a guard.
+    """
+    consumer = (await consumers.find(session, [uuid])).get(uuid)
+    if consumer is None:
+        raise not_found(f"no allocations for consumer {uuid}")
+    # Another project's consumer: 403, like every write to it (DESIGN section 6).
+    access.require(actions.ALLOCATIONS_WRITE, consumer.project_id, uuid)
+    await session.execute(
+        delete(Allocation)
+        .where(Allocation.consumer_id == consumer.id)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        delete(Consumer)
+        .where(Consumer.id == consumer.id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- writes ---
+
+
+async def write(session: AsyncSession, access: Access, writes: Sequence[ConsumerWrite]) -> None:
+    """PUT /allocations/{c} and POST /allocations: replace the consumers' allocations."""
+    prepared = await prepare(session, access, writes)
+    await finish(session, prepared)
+
+
+async def prepare(
+    session: AsyncSession,
+    access: Access,
+    writes: Sequence[ConsumerWrite],
+    *,
+    also_lock: Iterable[int] = (),
+) -> Prepared:
+    """Steps 1-4 and the release of the old allocations (the reshaper then changes inventory)."""
+    _check_projects(access, writes)
+    classes = await _class_ids(session, writes)
+    providers = await _providers(session, access, writes)
+    existing = await consumers.find(session, (w.uuid for w in writes))
+    _check_consumers(access, writes, existing)
+
+    releasing = {existing[w.uuid].id for w in writes if not w.allocations and w.uuid in existing}
+    old_before_lock = await _old_allocations(session, releasing)
+    # Placement bumps the providers a write allocates on, and those a released consumer held.
+    bump = {providers[uuid].id for w in writes for uuid in w.allocations}
+    bump |= old_before_lock.providers_of(releasing)
+    locked = await lock_providers(session, bump | set(also_lock))
+
+    consumer_ids = await _record_consumers(session, writes, existing)
+    old = await _old_allocations(session, set(consumer_ids.values()))
+    if not old.providers_of(releasing) <= bump:
+        raise GenerationConflict("a released consumer gained allocations meanwhile")
+    before = await usage_by_provider_class(session, locked)
+    await session.execute(
+        delete(Allocation)
+        .where(Allocation.consumer_id.in_(sorted(consumer_ids.values())))
+        .execution_options(synchronize_session=False)
+    )
+    return Prepared(
+        writes=writes,
+        classes=classes,
+        providers=providers,
+        consumer_ids=consumer_ids,
+        bump_ids=sorted(bump),
+        old=old,
+        before=before,
+    )
+
+
+async def finish(session: AsyncSession, prepared: Prepared) -> None:
+    """Step 5: check capacity against the inventory as it is now, insert, bump, tidy up."""
+    rows = _new_rows(prepared)
+    await _check_capacity(session, prepared, rows)
+    if rows:
+        await session.execute(
+            insert(Allocation),
+            [
+                {"consumer_id": c, "resource_provider_id": rp, "resource_class_id": rc, "used": n}
+                for c, rp, rc, n in rows
+            ],
+        )
+    # Read under our lock: the reshaper may have moved them since `prepare`.
+    for provider_id, seen in (await lock_providers(session, prepared.bump_ids)).items():
+        await bump_generation(session, ResourceProvider, provider_id, seen)
+    await consumers.delete_if_unused(session, prepared.consumer_ids.values())
+
+
+def _check_projects(access: Access, writes: Sequence[ConsumerWrite]) -> None:
+    """A caller writes allocations only for projects it may write for (members: their own)."""
+    for w in writes:
+        access.require(actions.ALLOCATIONS_WRITE, w.project_id, w.uuid)
+
+
+async def _class_ids(session: AsyncSession, writes: Sequence[ConsumerWrite]) -> dict[str, int]:
+    names = {rc for w in writes for resources in w.allocations.values() for rc in resources}
+    if not names:
+        return {}
+    rows = await session.execute(
+        select(ResourceClass.name, ResourceClass.id).where(ResourceClass.name.in_(names))
+    )
+    found = {name: id_ for name, id_ in rows.all()}
+    for w in writes:
+        for rp_uuid, resources in w.allocations.items():
+            for rc in resources:
+                if rc not in found:
+                    raise bad_request(
+                        f"no such resource class {rc[:64]!r}",
+                        pointer=f"{w.pointer}/{rp_uuid}/resources/{rc}",
+                    )
+    return found
+
+
+async def _providers(
+    session: AsyncSession, access: Access, writes: Sequence[ConsumerWrite]
+) -> dict[str, _Provider]:
+    """The providers named in the payload. One the caller may not see is as unknown: 400."""
+    uuids = {uuid for w in writes for uuid in w.allocations}
+    if not uuids:
+        return {}
+    rows = await session.execute(
+        select(ResourceProvider.id, ResourceProvider.uuid, ResourceProvider.owner_project_id).where(
+            ResourceProvider.uuid.in_(uuids)
+        )
+    )
+    found = {
+        r.uuid: _Provider(r.id, r.uuid, r.owner_project_id)
+        for r in rows.all()
+        if access.allows(actions.PROVIDERS_READ, r.owner_project_id)
+    }
+    for w in writes:
+        for uuid in w.allocations:
+            if uuid not in found:
+                raise bad_request(
+                    f"allocation on unknown or invisible provider {uuid}",
+                    PROVIDER_NOT_FOUND,
+                    pointer=f"{w.pointer}/{uuid}",
+                )
+    return found
+
+
+def _check_consumers(
+    access: Access, writes: Sequence[ConsumerWrite], existing: Mapping[str, ConsumerRow]
+) -> None:
+    for w in writes:
+        consumer = existing.get(w.uuid)
+        if consumer is not None:
+            # Another project's consumer: 403 (DESIGN section 6).
+            access.require(actions.ALLOCATIONS_WRITE, consumer.project_id, w.uuid)
+        if not w.check_generation:
+            continue
+        seen = consumer.generation if consumer else None
+        if w.generation != seen:
+            raise ApiError(
+                409,
+                CONCURRENT_UPDATE,
+                log_detail=f"consumer {w.uuid} generation is {seen}, request said {w.generation}",
+            )
+
+
+async def _old_allocations(session: AsyncSession, consumer_ids: set[int]) -> _Old:
+    if not consumer_ids:
+        return _Old()
+    rows = await session.execute(
+        select(
+            Allocation.consumer_id,
+            Allocation.resource_provider_id,
+            Allocation.resource_class_id,
+            Allocation.used,
+        ).where(Allocation.consumer_id.in_(sorted(consumer_ids)))
+    )
+    return _Old([(c, rp, rc, used) for c, rp, rc, used in rows.all()])
+
+
+async def lock_providers(session: AsyncSession, provider_ids: Iterable[int]) -> dict[int, int]:
+    """Lock provider rows in ascending id order; their generations, by id.
+
+    PostgreSQL takes the row locks in the ORDER BY order, so every writer queues on the
+    providers it shares with another in the same order: no deadlock, and no lost race to
+    retry. SQLite serialises writers at BEGIN IMMEDIATE and ignores FOR UPDATE.
+    """
+    ids = sorted(set(provider_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(ResourceProvider.id, ResourceProvider.generation)
+        .where(ResourceProvider.id.in_(ids))
+        .order_by(ResourceProvider.id)
+        .with_for_update()
+    )
+    locked = {id_: generation for id_, generation in rows.all()}
+    if len(locked) != len(ids):
+        # A provider was deleted after we resolved it: decide again from the start.
+        raise GenerationConflict("a provider disappeared before it could be locked")
+    return locked
+
+
+async def _record_consumers(
+    session: AsyncSession, writes: Sequence[ConsumerWrite], existing: Mapping[str, ConsumerRow]
+) -> dict[str, int]:
+    """Create new consumers, update and bump existing ones; consumer ids by UUID.
+
+    A new consumer with nothing to allocate is not created at all.
+    """
+    writes_in_order = sorted(writes, key=lambda w: w.uuid)  # row locks in one order, too
+    projects = await consumers.ensure_projects(session, {w.project_id for w in writes})
+    users = await consumers.ensure_users(session, {w.user_id for w in writes})
+    types = await consumers.ensure_types(
+        session, {w.consumer_type for w in writes if w.consumer_type is not None}
+    )
+    ids: dict[str, int] = {}
+    for w in writes_in_order:
+        type_id = types[w.consumer_type] if w.consumer_type is not None else None
+        consumer = existing.get(w.uuid)
+        if consumer is None:
+            if w.allocations:
+                ids[w.uuid] = await consumers.create(
+                    session,
+                    w.uuid,
+                    project_id=projects[w.project_id],
+                    user_id=users[w.user_id],
+                    consumer_type_id=type_id,
+                )
+            continue
+        # A generation the client sent is its view (stale: 409 now); one we read ourselves
+        # that moved means another writer won (retry the unit).
+        await bump_generation(
+            session, Consumer, consumer.id, consumer.generation, from_client=w.check_generation
+        )
+        values: dict[str, int] = {"project_id": projects[w.project_id], "user_id": users[w.user_id]}
+        if type_id is not None:
+            values["consumer_type_id"] = type_id
+        await session.execute(
+            update(Consumer)
+            .where(Consumer.id == consumer.id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        ids[w.uuid] = consumer.id
+    return ids
+
+
+def _new_rows(prepared: Prepared) -> list[tuple[int, int, int, int]]:
+    return [
+        (
+            prepared.consumer_ids[w.uuid],
+            prepared.providers[rp_uuid].id,
+            prepared.classes[rc],
+            amount,
+        )
+        for w in prepared.writes
+        for rp_uuid, resources in w.allocations.items()
+        for rc, amount in resources.items()
+    ]
+
+
+async def _check_capacity(
+    session: AsyncSession, prepared: Prepared, rows: list[tuple[int, int, int, int]]
+) -> None:
+    """Every amount fits its inventory's units, and no provider ends up over capacity
+    (unless it already was and this write does not make it worse)."""
+    limits = await limits_by_provider_class(
+        session, (rp for _, rp, _, _ in rows), (rc for _, _, rc, _ in rows)
+    )
+    old = prepared.old.used()
+    adding: dict[tuple[int, int], int] = defaultdict(int)
+    for _, rp_id, rc_id, amount in rows:
+        adding[(rp_id, rc_id)] += amount
+    for w in prepared.writes:
+        for rp_uuid, resources in w.allocations.items():
+            rp = prepared.providers[rp_uuid].id
+            for rc, amount in resources.items():
+                key = (rp, prepared.classes[rc])
+                inventory = limits.get(key)
+                pointer = f"{w.pointer}/{rp_uuid}/resources/{rc}"
+                if inventory is None:
+                    raise _unallocatable(f"no {rc} inventory on provider {rp_uuid}", pointer)
+                if not inventory.amount_ok(amount):
+                    raise _unallocatable(
+                        f"{rc} amount {amount} breaks min_unit/max_unit/step_size on {rp_uuid}",
+                        pointer,
+                    )
+                before = prepared.before.get(key, 0)
+                after = before - old.get(key, 0) + adding[key]
+                if not inventory.accepts(before, after):
+                    raise _unallocatable(
+                        f"{rc} on {rp_uuid}: {after} would exceed capacity {inventory.capacity}",
+                        pointer,
+                    )
+
+
+def _unallocatable(log_detail: str, pointer: str) -> ApiError:
+    # Placement answers 409 without a specific code; the pointer says which amount it was.
+    return ApiError(409, UNDEFINED, log_detail=log_detail, pointer=pointer)
