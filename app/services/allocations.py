@@ -380,31 +380,35 @@ async def _record_consumers(
 
     A new consumer with nothing to allocate is not created at all.
     """
-    writes_in_order = sorted(writes, key=lambda w: w.uuid)  # row locks in one order, too
-    projects = await consumers.ensure_projects(session, {w.project_id for w in writes})
-    users = await consumers.ensure_users(session, {w.user_id for w in writes})
+    # Only consumers that keep allocations need their project, user and type recorded.
+    kept = [w for w in writes if w.allocations]
+    projects = await consumers.ensure_projects(session, {w.project_id for w in kept})
+    users = await consumers.ensure_users(session, {w.user_id for w in kept})
     types = await consumers.ensure_types(
-        session, {w.consumer_type for w in writes if w.consumer_type is not None}
+        session, {w.consumer_type for w in kept if w.consumer_type is not None}
     )
     ids: dict[str, int] = {}
-    for w in writes_in_order:
-        type_id = types[w.consumer_type] if w.consumer_type is not None else None
+    for w in sorted(writes, key=lambda w: w.uuid):  # row locks in one order, too
         consumer = existing.get(w.uuid)
+        if consumer is not None:
+            # A generation the client sent is its view (stale: 409 now); one we read
+            # ourselves that moved means another writer won (retry the unit).
+            await bump_generation(
+                session, Consumer, consumer.id, consumer.generation, from_client=w.check_generation
+            )
+            ids[w.uuid] = consumer.id
+        if not w.allocations:
+            continue  # released: deleted at the end; new: never created
+        type_id = types[w.consumer_type] if w.consumer_type is not None else None
         if consumer is None:
-            if w.allocations:
-                ids[w.uuid] = await consumers.create(
-                    session,
-                    w.uuid,
-                    project_id=projects[w.project_id],
-                    user_id=users[w.user_id],
-                    consumer_type_id=type_id,
-                )
+            ids[w.uuid] = await consumers.create(
+                session,
+                w.uuid,
+                project_id=projects[w.project_id],
+                user_id=users[w.user_id],
+                consumer_type_id=type_id,
+            )
             continue
-        # A generation the client sent is its view (stale: 409 now); one we read ourselves
-        # that moved means another writer won (retry the unit).
-        await bump_generation(
-            session, Consumer, consumer.id, consumer.generation, from_client=w.check_generation
-        )
         values: dict[str, int] = {"project_id": projects[w.project_id], "user_id": users[w.user_id]}
         if type_id is not None:
             values["consumer_type_id"] = type_id
@@ -414,7 +418,6 @@ async def _record_consumers(
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-        ids[w.uuid] = consumer.id
     return ids
 
 
