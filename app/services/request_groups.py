@@ -353,10 +353,11 @@ class _Wide:
 def _parse_wide(params: Mapping[str, Sequence[str]], version: Microversion) -> _Wide:
     limit = None
     if "limit" in params:
-        limit = parse_limit(_single(params["limit"], "limit"))
+        # Like Placement, a repeated limit or group_policy means its first value.
+        limit = parse_limit(params["limit"][0])
     group_policy = None
     if "group_policy" in params:
-        group_policy = _single(params["group_policy"], "group_policy")
+        group_policy = params["group_policy"][0]
         if group_policy not in GROUP_POLICIES:
             raise bad_request("group_policy is neither none nor isolate")
     root_traits = TraitQuery()

@@ -249,13 +249,16 @@ def test_root_required() -> None:
         req(39, resources="VCPU:1", root_required="in:CUSTOM_A,CUSTOM_B")
 
 
-def test_repeated_single_value_keys_are_refused() -> None:
-    for key in ("resources", "limit", "group_policy"):
-        params = {"resources": "VCPU:1", "limit": "1", "group_policy": "none"}
-        params_multi: dict[str, str | list[str]] = dict(params)
-        params_multi[key] = [params[key], params[key]]
-        with refused(QUERY_DUPLICATE_KEY):
-            req(39, **params_multi)
+def test_repeated_resources_and_in_tree_are_refused() -> None:
+    with refused(QUERY_DUPLICATE_KEY):
+        req(39, resources=["VCPU:1", "VCPU:2"])
+    with refused(QUERY_DUPLICATE_KEY):
+        req(39, resources="VCPU:1", in_tree=[A, B])
+
+
+def test_repeated_limit_and_group_policy_mean_the_first() -> None:
+    r = req(39, resources="VCPU:1", limit=["2", "1"], group_policy=["isolate", "none"])
+    assert r.limit == 2 and r.group_policy == "isolate"  # type: ignore[attr-defined]
 
 
 def test_unknown_keys_are_refused() -> None:

@@ -1,0 +1,220 @@
+"""GET /allocation_candidates: which providers could satisfy a request, as claims ready to PUT.
+
+`find()` resolves names to ids (unknown classes or traits are 400), then walks the root
+providers in batches of trees (ascending id), searching each batch (`search.py`) until it has
+`limit` (or the configured cap of) distinct candidates, and finally reads the summaries of the
+providers involved. Capacity is judged by `app.services.capacity`, like allocation writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.authz import actions
+from app.authz.dependencies import Access
+from app.errors import bad_request
+from app.microversion import Microversion
+from app.models import ResourceProvider
+from app.services.candidates import loader
+from app.services.candidates.loader import RootFilter, Summary, Wanted
+from app.services.candidates.search import Budget, Candidate, Group, Provider, Rules, World, search
+from app.services.request_groups import NESTED, CandidatesRequest, RequestGroup
+
+SHARES_VIA_AGGREGATE = "MISC_SHARES_VIA_AGGREGATE"
+# Trees read per batch: the first batch is sized by the limit, later ones by this.
+BATCH_ROOTS = 1000
+MIN_BATCH_ROOTS = 16
+# Search steps allowed per candidate wanted (and at least MIN_STEPS) before giving up.
+STEPS_PER_CANDIDATE = 50
+MIN_STEPS = 100_000
+
+
+@dataclass
+class Result:
+    candidates: list[Candidate] = field(default_factory=list)
+    uuids: dict[int, str] = field(default_factory=dict)
+    class_names: dict[int, str] = field(default_factory=dict)
+    summaries: dict[int, Summary] = field(default_factory=dict)
+    roots: set[int] = field(default_factory=set)  # trees that give resources
+
+
+class _NoMatch(Exception):
+    """Something the request names does not exist in a way that means: no candidates."""
+
+
+async def find(
+    session: AsyncSession,
+    request: CandidatesRequest,
+    version: Microversion,
+    access: Access,
+    *,
+    max_candidates: int,
+    breadth_first: bool = True,
+) -> Result:
+    visible = access.where(actions.CANDIDATES_READ, ResourceProvider.owner_project_id)
+    classes = await loader.ids_of_classes(session, request.resource_class_names())
+    unknown = request.resource_class_names() - set(classes)
+    if unknown:
+        raise bad_request(f"unknown resource classes {sorted(unknown)[:5]}")
+    names = request.trait_names()
+    traits = await loader.ids_of_traits(session, names | {SHARES_VIA_AGGREGATE})
+    if names - set(traits):
+        raise bad_request(f"unknown traits {sorted(names - set(traits))[:5]}")
+    try:
+        groups = await _compile(session, request, classes, traits, visible)
+    except _NoMatch:
+        return Result(class_names={v: k for k, v in classes.items()})
+    shares = traits.get(SHARES_VIA_AGGREGATE)
+    wanted = Wanted(
+        class_ids=sorted(classes.values()),
+        trait_ids=sorted(set(traits.values())),
+        aggregates=True,
+    )
+    sharing: dict[int, Provider] = {}
+    if shares is not None:
+        sharing_trees = await loader.sharing_roots(session, shares, visible)
+        sharing = await loader.load_trees(session, sharing_trees, wanted, visible)
+    roots = _root_filter(request, groups, traits, visible, has_sharing=bool(sharing))
+    if roots is None:
+        return Result(class_names={v: k for k, v in classes.items()})
+    rules = Rules(
+        groups=groups,
+        isolate=request.group_policy == "isolate",
+        same_subtrees=request.same_subtrees,
+        nested=version.at_least(NESTED),
+        max_candidates=max_candidates,
+        breadth_first=breadth_first,
+    )
+    target = min(request.limit or max_candidates, max_candidates)
+    result = await _collect(session, rules, roots, wanted, visible, sharing, shares, target)
+    result.class_names = {v: k for k, v in classes.items()}
+    result.summaries = await _summaries(session, result, visible, rules.nested)
+    return result
+
+
+async def _compile(
+    session: AsyncSession,
+    request: CandidatesRequest,
+    classes: dict[str, int],
+    traits: dict[str, int],
+    visible: ColumnElement[bool],
+) -> list[Group]:
+    uuids: set[str] = set()
+    for g in request.groups:
+        uuids |= g.aggregates.uuids()
+    aggregates = await loader.ids_of_aggregates(session, uuids)
+    return [
+        await _compile_one(session, g, classes, traits, aggregates, visible) for g in request.groups
+    ]
+
+
+async def _compile_one(
+    session: AsyncSession,
+    g: RequestGroup,
+    classes: dict[str, int],
+    traits: dict[str, int],
+    aggregates: dict[str, int],
+    visible: ColumnElement[bool],
+) -> Group:
+    member_of = []
+    for any_of in g.aggregates.required:
+        known = frozenset(aggregates[u] for u in any_of if u in aggregates)
+        if not known:
+            raise _NoMatch()
+        member_of.append(known)
+    in_tree_root = None
+    if g.in_tree is not None:
+        in_tree_root = await loader.root_of(session, g.in_tree, visible)
+        if in_tree_root is None:
+            raise _NoMatch()
+    return Group(
+        suffix=g.suffix,
+        resources=tuple((classes[name], amount) for name, amount in g.resources.items()),
+        required=tuple(frozenset(traits[t] for t in any_of) for any_of in g.traits.required),
+        forbidden=frozenset(traits[t] for t in g.traits.forbidden),
+        member_of=tuple(member_of),
+        forbidden_aggs=frozenset(aggregates[u] for u in g.aggregates.forbidden if u in aggregates),
+        in_tree_root=in_tree_root,
+    )
+
+
+def _root_filter(
+    request: CandidatesRequest,
+    groups: Sequence[Group],
+    traits: dict[str, int],
+    visible: ColumnElement[bool],
+    *,
+    has_sharing: bool,
+) -> RootFilter | None:
+    """Which roots may anchor a candidate; None when none can."""
+    pinned: set[int] = set()
+    for g in groups:
+        # The unsuffixed group takes nothing from outside its in_tree; without sharing
+        # providers no group can.
+        if g.in_tree_root is not None and (not g.same_provider or not has_sharing):
+            pinned.add(g.in_tree_root)
+    if len(pinned) > 1:
+        return None
+    root_required = [traits[t] for any_of in request.root_traits.required for t in any_of]
+    return RootFilter(
+        visible=visible,
+        required=root_required,
+        forbidden=[traits[t] for t in request.root_traits.forbidden],
+        only=sorted(pinned) if pinned else None,
+    )
+
+
+async def _collect(
+    session: AsyncSession,
+    rules: Rules,
+    roots: RootFilter,
+    wanted: Wanted,
+    visible: ColumnElement[bool],
+    sharing: dict[int, Provider],
+    shares: int | None,
+    target: int,
+) -> Result:
+    result = Result()
+    seen: set[Candidate] = set()
+    budget = Budget(max(MIN_STEPS, STEPS_PER_CANDIDATE * target))
+    after, batch = 0, max(MIN_BATCH_ROOTS, min(BATCH_ROOTS, 2 * target))
+    while len(result.candidates) < target and budget.left > 0:
+        anchors = await loader.next_roots(session, roots, after, batch)
+        if not anchors:
+            break
+        after, batch = anchors[-1], BATCH_ROOTS
+        trees = await loader.load_trees(session, anchors, wanted, visible)
+        world = loader.world_of(trees, sharing, shares)
+        for candidate in search(world, anchors, rules, budget):
+            if candidate in seen:
+                continue
+            seen.add(candidate)
+            result.candidates.append(candidate)
+            _remember_uuids(result, world, candidate)
+            if len(result.candidates) >= target:
+                break
+    return result
+
+
+def _remember_uuids(result: Result, world: World, candidate: Candidate) -> None:
+    for pid, _, _ in candidate.parts:
+        result.uuids[pid] = world.providers[pid].uuid
+        result.roots.add(world.providers[pid].root_id)
+    for _, pids in candidate.mappings:
+        for pid in pids:
+            result.uuids[pid] = world.providers[pid].uuid
+
+
+async def _summaries(
+    session: AsyncSession, result: Result, visible: ColumnElement[bool], nested: bool
+) -> dict[int, Summary]:
+    providers = {pid for c in result.candidates for pid, _, _ in c.parts}
+    if not providers:
+        return {}
+    if not nested:
+        return await loader.summaries(session, visible, provider_ids=sorted(providers))
+    return await loader.summaries(session, visible, roots=sorted(result.roots))

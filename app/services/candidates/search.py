@@ -1,0 +1,379 @@
+"""The candidate search: plain Python over the rows the loader read, no database access.
+
+A candidate is built around an anchor (a root provider). For each anchor, every request group
+gets its options: a suffixed group one provider that has all of the group's resources and
+traits; the unsuffixed group one provider per resource class, from the anchor's tree or a
+sharing provider in an aggregate with it, whose traits together meet the group's. A depth-first
+search then picks one option per group, pruned as soon as a choice cannot lead to a valid
+candidate (capacity across groups, `group_policy=isolate`, one provider per tree before 1.29),
+so no invalid candidate is ever built. Anchors are taken in turn (breadth-first) or one after
+the other (depth-first). The number of candidates and of search steps are both bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+
+from app.services.capacity import InventoryLimits
+
+Part = tuple[int, int, int]  # (provider id, resource class id, amount)
+
+
+@dataclass
+class Provider:
+    id: int
+    uuid: str
+    parent_id: int | None
+    root_id: int
+    traits: frozenset[int] = frozenset()
+    aggregates: frozenset[int] = frozenset()
+    # resource class id -> (limits, current usage)
+    inventory: dict[int, tuple[InventoryLimits, int]] = field(default_factory=dict)
+
+    def fits(self, class_id: int, amount: int) -> bool:
+        entry = self.inventory.get(class_id)
+        return entry is not None and entry[0].fits(entry[1], amount)
+
+
+@dataclass(frozen=True)
+class Group:
+    """A request group with names resolved to ids."""
+
+    suffix: str
+    resources: tuple[tuple[int, int], ...]  # (class id, amount)
+    required: tuple[frozenset[int], ...] = ()  # trait ids: at least one of each set
+    forbidden: frozenset[int] = frozenset()
+    member_of: tuple[frozenset[int], ...] = ()  # aggregate ids: at least one of each set
+    forbidden_aggs: frozenset[int] = frozenset()
+    in_tree_root: int | None = None
+
+    @property
+    def same_provider(self) -> bool:
+        return self.suffix != ""
+
+    def traits_ok(self, traits: frozenset[int]) -> bool:
+        return all(any_of & traits for any_of in self.required) and not (self.forbidden & traits)
+
+    def in_aggregates(self, p: Provider) -> bool:
+        return all(any_of & p.aggregates for any_of in self.member_of)
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one group is met: the amounts taken and the providers it maps to."""
+
+    parts: tuple[Part, ...]
+    providers: frozenset[int]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    parts: tuple[Part, ...]  # consolidated, sorted
+    mappings: tuple[tuple[str, tuple[int, ...]], ...]  # (suffix, provider ids), sorted
+
+
+@dataclass
+class World:
+    """What one batch of anchors needs: their trees, plus every sharing provider."""
+
+    providers: dict[int, Provider]
+    members: dict[int, list[int]]  # anchor root id -> visible provider ids of its tree
+    sharing: list[int]  # ids of providers with MISC_SHARES_VIA_AGGREGATE
+
+    def tree_aggregates(self, root: int) -> frozenset[int]:
+        out: set[int] = set()
+        for pid in self.members.get(root, ()):
+            out |= self.providers[pid].aggregates
+        return frozenset(out)
+
+    def sharing_for(self, root: int) -> list[int]:
+        """Sharing providers that can serve the tree of `root`: in an aggregate with it."""
+        aggregates = self.tree_aggregates(root)
+        if not aggregates:
+            return []
+        return [s for s in self.sharing if self.providers[s].aggregates & aggregates]
+
+    def is_ancestor_or_self(self, ancestor: int, pid: int) -> bool:
+        current: int | None = pid
+        while current is not None:
+            if current == ancestor:
+                return True
+            p = self.providers.get(current)
+            current = p.parent_id if p else None
+        return False
+
+
+@dataclass
+class Rules:
+    """Request-wide rules of the search."""
+
+    groups: Sequence[Group]
+    isolate: bool = False
+    same_subtrees: Sequence[frozenset[str]] = ()
+    nested: bool = True  # before 1.29: at most one provider of a tree gives resources
+    max_candidates: int = 10_000
+    breadth_first: bool = True
+
+
+class Budget:
+    """A bound on search steps, so a request with no answer still returns promptly."""
+
+    def __init__(self, steps: int) -> None:
+        self.left = steps
+
+    def spend(self, steps: int = 1) -> bool:
+        self.left -= steps
+        return self.left >= 0
+
+
+# ---------------------------------------------------------------------------
+# Options per group and anchor
+# ---------------------------------------------------------------------------
+
+
+def _granular_options(world: World, group: Group, root: int, cap: int) -> list[Option]:
+    pool: list[int] = []
+    if group.in_tree_root is None or group.in_tree_root == root:
+        pool.extend(world.members.get(root, ()))
+    pool.extend(
+        s
+        for s in world.sharing_for(root)
+        if group.in_tree_root is None or world.providers[s].root_id == group.in_tree_root
+    )
+    options: list[Option] = []
+    for pid in dict.fromkeys(pool):
+        p = world.providers[pid]
+        if not (group.traits_ok(p.traits) and group.in_aggregates(p)):
+            continue
+        if p.aggregates & group.forbidden_aggs:
+            continue
+        if not all(p.fits(rc, amount) for rc, amount in group.resources):
+            continue
+        parts = tuple((pid, rc, amount) for rc, amount in group.resources)
+        options.append(Option(parts, frozenset([pid])))
+        if len(options) >= cap:
+            break
+    return options
+
+
+def _unsuffixed_options(
+    world: World, group: Group, root: int, rules: Rules, cap: int, budget: Budget
+) -> list[Option]:
+    if group.in_tree_root is not None and group.in_tree_root != root:
+        return []
+    anchor = world.providers[root]
+    pool: list[int] = list(world.members.get(root, ()))
+    if group.in_tree_root is None:
+        # A sharing provider itself must be in the requested aggregates.
+        pool.extend(s for s in world.sharing_for(root) if group.in_aggregates(world.providers[s]))
+    pool = list(dict.fromkeys(pool))
+    anchor_in_aggs = bool(group.member_of) and group.in_aggregates(anchor)
+    anchor_forbidden = bool(anchor.aggregates & group.forbidden_aggs)
+    if anchor_forbidden:
+        return []
+
+    def usable(p: Provider) -> bool:
+        if p.traits & group.forbidden or p.aggregates & group.forbidden_aggs:
+            return False
+        return not group.member_of or anchor_in_aggs or group.in_aggregates(p)
+
+    per_class: list[list[int]] = []
+    for rc, amount in group.resources:
+        choices = [
+            pid
+            for pid in pool
+            if usable(world.providers[pid]) and world.providers[pid].fits(rc, amount)
+        ]
+        if not choices:
+            return []
+        per_class.append(choices)
+    # Traits still obtainable from class i onwards: prunes combinations that cannot complete.
+    reachable: list[frozenset[int]] = [frozenset()] * (len(per_class) + 1)
+    for i in range(len(per_class) - 1, -1, -1):
+        here = frozenset(chain.from_iterable(world.providers[pid].traits for pid in per_class[i]))
+        reachable[i] = here | reachable[i + 1]
+    options: list[Option] = []
+
+    def walk(i: int, chosen: list[int], traits: frozenset[int]) -> None:
+        if len(options) >= cap or not budget.spend():
+            return
+        if not all(any_of & (traits | reachable[i]) for any_of in group.required):
+            return
+        if i == len(per_class):
+            parts = tuple(
+                (pid, rc, amount) for pid, (rc, amount) in zip(chosen, group.resources, strict=True)
+            )
+            options.append(Option(parts, frozenset(chosen)))
+            return
+        for pid in per_class[i]:
+            p = world.providers[pid]
+            if not rules.nested and any(
+                world.providers[c].root_id == p.root_id and c != pid for c in chosen
+            ):
+                continue
+            chosen.append(pid)
+            walk(i + 1, chosen, traits | p.traits)
+            chosen.pop()
+
+    walk(0, [], frozenset())
+    return options
+
+
+def _options(world: World, group: Group, root: int, rules: Rules, budget: Budget) -> list[Option]:
+    if group.same_provider:
+        return _granular_options(world, group, root, rules.max_candidates)
+    return _unsuffixed_options(world, group, root, rules, rules.max_candidates, budget)
+
+
+# ---------------------------------------------------------------------------
+# Combining groups for one anchor
+# ---------------------------------------------------------------------------
+
+
+def _enough_overall(world: World, groups: Sequence[Group], options: list[list[Option]]) -> bool:
+    """Cheap test before searching: classes asked by several groups must fit in total."""
+    asked: dict[int, int] = {}
+    askers: dict[int, int] = {}
+    for group in groups:
+        for rc, amount in group.resources:
+            asked[rc] = asked.get(rc, 0) + amount
+            askers[rc] = askers.get(rc, 0) + 1
+    for rc, total in asked.items():
+        if askers[rc] < 2:
+            continue
+        providers = {part[0] for opts in options for o in opts for part in o.parts if part[1] == rc}
+        free = 0
+        for pid in providers:
+            limits, used = world.providers[pid].inventory[rc]
+            free += max(0, min(limits.capacity - used, limits.max_unit))
+        if free < total:
+            return False
+    return True
+
+
+def _same_subtree_ok(
+    world: World, sets: Sequence[frozenset[str]], chosen: dict[str, Option]
+) -> bool:
+    for suffixes in sets:
+        providers = set().union(*(chosen[s].providers for s in suffixes if s in chosen))
+        if len(providers) <= 1:
+            continue
+        if not any(
+            all(world.is_ancestor_or_self(top, pid) for pid in providers) for top in providers
+        ):
+            return False
+    return True
+
+
+def _anchor_candidates(
+    world: World, root: int, rules: Rules, budget: Budget
+) -> Iterator[Candidate]:
+    options = [_options(world, group, root, rules, budget) for group in rules.groups]
+    if not all(options):
+        return
+    if not _enough_overall(world, rules.groups, options):
+        return
+    granular = [g for g in rules.groups if g.same_provider]
+    if rules.isolate and len(granular) > 1:
+        distinct = {
+            pid
+            for g, opts in zip(rules.groups, options, strict=True)
+            if g.same_provider
+            for o in opts
+            for pid in o.providers
+        }
+        if len(distinct) < len(granular):
+            return
+    # Fewest options first: the search fails (and prunes) as early as possible.
+    order = sorted(range(len(rules.groups)), key=lambda i: len(options[i]))
+    groups = [rules.groups[i] for i in order]
+    ordered = [options[i] for i in order]
+    sums: dict[tuple[int, int], int] = {}
+    isolated: set[int] = set()
+    tree_giver: dict[int, int] = {}
+    chosen: dict[str, Option] = {}
+
+    def add(option: Option, group: Group) -> list[tuple[int, int]] | None:
+        """Take `option` into the running totals, or None (nothing changed) if it can't fit."""
+        for pid, rc, amount in option.parts:
+            limits, used = world.providers[pid].inventory[rc]
+            if not limits.fits(used, sums.get((pid, rc), 0) + amount):
+                return None
+            if not rules.nested:
+                giver = tree_giver.get(world.providers[pid].root_id)
+                if giver is not None and giver != pid:
+                    return None
+        if rules.isolate and group.same_provider and option.providers & isolated:
+            return None
+        touched = []
+        for pid, rc, amount in option.parts:
+            sums[(pid, rc)] = sums.get((pid, rc), 0) + amount
+            touched.append((pid, rc))
+            if not rules.nested:
+                tree_giver.setdefault(world.providers[pid].root_id, pid)
+        return touched
+
+    def undo(
+        option: Option, group: Group, touched: list[tuple[int, int]], givers: dict[int, int]
+    ) -> None:
+        for (pid, rc), (_, _, amount) in zip(touched, option.parts, strict=True):
+            sums[(pid, rc)] -= amount
+            if not sums[(pid, rc)]:
+                del sums[(pid, rc)]
+        if not rules.nested:
+            tree_giver.clear()
+            tree_giver.update(givers)
+
+    def walk(i: int) -> Iterator[Candidate]:
+        if i == len(groups):
+            if _same_subtree_ok(world, rules.same_subtrees, chosen):
+                yield _candidate(sums, chosen)
+            return
+        group = groups[i]
+        for option in ordered[i]:
+            if not budget.spend():
+                return
+            givers = dict(tree_giver)
+            touched = add(option, group)
+            if touched is None:
+                continue
+            if rules.isolate and group.same_provider:
+                isolated.update(option.providers)
+            chosen[group.suffix] = option
+            yield from walk(i + 1)
+            del chosen[group.suffix]
+            if rules.isolate and group.same_provider:
+                isolated.difference_update(option.providers)
+            undo(option, group, touched, givers)
+
+    yield from walk(0)
+
+
+def _candidate(sums: dict[tuple[int, int], int], chosen: dict[str, Option]) -> Candidate:
+    parts = tuple(sorted((pid, rc, amount) for (pid, rc), amount in sums.items()))
+    mappings = tuple(
+        sorted((suffix, tuple(sorted(option.providers))) for suffix, option in chosen.items())
+    )
+    return Candidate(parts, mappings)
+
+
+def search(
+    world: World, anchors: Sequence[int], rules: Rules, budget: Budget
+) -> Iterator[Candidate]:
+    """Valid candidates around `anchors`, possibly with repeats (a sharing provider alone can
+    be reached from several anchors): the caller removes them."""
+    generators = [_anchor_candidates(world, root, rules, budget) for root in anchors]
+    if not rules.breadth_first:
+        yield from chain.from_iterable(generators)
+        return
+    active = list(generators)
+    while active:
+        still = []
+        for gen in active:
+            item = next(gen, None)
+            if item is not None:
+                yield item
+                still.append(gen)
+        active = still
