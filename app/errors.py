@@ -6,6 +6,8 @@ What actually went wrong is logged (with the same request id), never returned.
 
 from __future__ import annotations
 
+import html
+import json
 import socket
 from http import HTTPStatus
 from typing import Any
@@ -13,8 +15,9 @@ from typing import Any
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 # Placement's own codes.
 CONCURRENT_UPDATE = "placement.concurrent_update"
@@ -61,7 +64,7 @@ _STATUS_DETAILS: dict[int, str] = {
     400: "The request is not valid.",
     404: "The resource was not found.",
     405: "The method is not allowed for this resource.",
-    406: "The requested microversion is not supported.",
+    406: "The requested microversion or media type is not available.",
     409: "The request conflicts with the current state of the resource.",
     415: "The request body must be JSON (application/json).",
 }
@@ -137,6 +140,35 @@ def envelope(
     return {"errors": [error]}
 
 
+def wants_html(accept: str | None) -> bool:
+    """A client (a browser) that asks for HTML and will not take JSON gets its errors as a page."""
+    if not accept:
+        return False
+    ranges = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    return "text/html" in ranges and not ranges & {"application/json", "application/*", "*/*"}
+
+
+def render(
+    status: int,
+    code: str,
+    request_id: str,
+    accept: str | None,
+    pointer: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> tuple[bytes, str]:
+    """The error body and its media type: the JSON envelope, or the same generic words as HTML."""
+    if wants_html(accept):
+        title = html.escape(f"{status} {HTTPStatus(status).phrase}")
+        detail = html.escape(detail_for(code, status))
+        page = (
+            f"<html><head><title>{title}</title></head>"
+            f"<body><h1>{title}</h1><p>{detail}</p></body></html>"
+        )
+        return page.encode(), "text/html; charset=UTF-8"
+    body = json.dumps(envelope(status, code, request_id, pointer, extra)).encode()
+    return body, "application/json"
+
+
 def request_id_of(request: Request) -> str:
     return getattr(request.state, "request_id", "") or ""
 
@@ -150,15 +182,14 @@ def error_response(
     pointer: str | None = None,
     headers: dict[str, str] | None = None,
     extra: dict[str, str] | None = None,
-) -> JSONResponse:
+) -> Response:
     # The request's one access log line (app.middleware) carries the code and the detail.
     request.state.error_code = code
     request.state.error_detail = log_detail
-    return JSONResponse(
-        envelope(status, code, request_id_of(request), pointer, extra),
-        status_code=status,
-        headers=headers,
+    body, media_type = render(
+        status, code, request_id_of(request), request.headers.get("accept"), pointer, extra
     )
+    return Response(body, status_code=status, headers=headers, media_type=media_type)
 
 
 def _pointer(loc: tuple[Any, ...]) -> str | None:
@@ -169,7 +200,7 @@ def _pointer(loc: tuple[Any, ...]) -> str | None:
     return "/" + "/".join(parts) if parts else None
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(
         request,
@@ -182,7 +213,7 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     pointer = _pointer(tuple(errors[0].get("loc", ()))) if errors else None
@@ -192,12 +223,32 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, 400, VALIDATION, log_detail=summary, pointer=pointer)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
     return error_response(
         request, exc.status_code, UNDEFINED, log_detail=str(exc.detail), headers=headers
     )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path answers to.
+
+    Starlette names only the methods of the first route that matched the path, and FastAPI
+    declares one route per method, so `Allow` would miss the others (POST beside GET). Ask the
+    router, method by method (only on a 405, so the cost does not matter).
+    """
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 # How long a client is asked to wait when the database cannot be reached.
@@ -221,7 +272,7 @@ def is_database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, _UNREACHABLE)
 
 
-async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def _unavailable(request: Request, exc: Exception) -> Response:
     # The session's context manager has already rolled the transaction back.
     if not is_database_unavailable(exc):
         raise exc  # any other database error is a 500 (app.middleware)

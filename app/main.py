@@ -8,18 +8,18 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
+from fastapi import Depends, FastAPI
 
 from app import docs, openapi
 from app.authz.policy import Policy
 from app.authz.tokens import Authenticator
 from app.db import Database
 from app.errors import install_handlers
-from app.middleware import RequestContextMiddleware
+from app.middleware import CorsMiddleware, RequestContextMiddleware
 from app.migrations_runner import upgrade
 from app.observability import configure_logging
 from app.ratelimit import RateLimiter
+from app.requests import accepts_json
 from app.routers import (
     aggregates,
     allocation_candidates,
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.show_docs else None,
+        dependencies=[Depends(accepts_json)],
     )
     app.state.settings = settings
     app.state.policy = policy
@@ -115,14 +116,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.cors_origins:
         # Outermost, so preflights are answered before anything else looks at them.
         app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=CORS_ALLOWED_HEADERS,
-            expose_headers=[
-                "openstack-api-version",
-                "openstack-request-id",
-                "x-request-id",
-            ],
+            CorsMiddleware,
+            origins=settings.cors_origins,
+            methods=["GET", "POST", "PUT", "DELETE"],
+            headers=CORS_ALLOWED_HEADERS,
+            expose=["openstack-api-version", "openstack-request-id", "x-request-id"],
         )
     return app

@@ -7,7 +7,6 @@ headers (microversion, request id, security), one JSON log line, metrics, and a 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -17,12 +16,10 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import microversion
-from app.errors import BODY_TOO_LARGE, INTERNAL, UNDEFINED, ApiError, envelope
+from app.errors import BODY_TOO_LARGE, INTERNAL, UNDEFINED, ApiError, render
 from app.observability import LATENCY, REQUESTS, request_id_var, subject_var
 
 log = logging.getLogger("allot.access")
-
-_JSON = "application/json"
 
 
 class BodyTooLarge(Exception):
@@ -65,7 +62,6 @@ class RequestContextMiddleware:
         try:
             version = microversion.negotiate(headers.get("openstack-api-version"))
             state["microversion"] = version
-            _check_accept(headers)
             _check_content_length(headers, self.max_body_bytes)
             await self.app(scope, self._limited(receive), send_wrapper)
         except ApiError as exc:
@@ -125,15 +121,6 @@ def _wants_no_store(scope: Scope, status: int) -> bool:
     return status >= 400
 
 
-def _check_accept(headers: Headers) -> None:
-    accept = headers.get("accept")
-    if not accept:
-        return
-    ranges = {part.split(";")[0].strip().lower() for part in accept.split(",")}
-    if not ranges & {"application/json", "application/*", "*/*"}:
-        raise ApiError(406, UNDEFINED, log_detail=f"accept {accept[:100]!r}")
-
-
 def _check_content_length(headers: Headers, limit: int) -> None:
     value = headers.get("content-length")
     if value is None:
@@ -155,15 +142,82 @@ async def _send_error(
     request_headers: Headers,
     extra: dict[str, str] | None = None,
 ) -> None:
-    body = json.dumps(envelope(status, code, request_id, extra=extra)).encode()
-    content_type = _JSON
-    accept = request_headers.get("accept", "")
-    if accept and "json" not in accept and "*/*" not in accept and "text/html" in accept:
-        # A browser that will not take JSON gets the same generic text as a page.
-        content_type = "text/html; charset=UTF-8"
+    body, content_type = render(
+        status, code, request_id, request_headers.get("accept"), extra=extra
+    )
     raw = [
         (b"content-type", content_type.encode()),
         (b"content-length", str(len(body)).encode()),
     ] + [(k.lower().encode(), v.encode()) for k, v in extra_headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+class CorsMiddleware:
+    """CORS for the configured origins, answered the way Placement's CORS layer answers it.
+
+    A preflight (OPTIONS with Origin and Access-Control-Request-Method) is answered here, 200 with
+    no body, whatever the origin: it carries the CORS headers only when the origin and the method
+    are allowed, and names back only the requested headers that are allowed. Any other request
+    from an allowed origin gets Access-Control-Allow-Origin; one from elsewhere passes untouched.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        origins: list[str],
+        methods: list[str],
+        headers: list[str],
+        expose: list[str],
+    ) -> None:
+        self.app = app
+        self.origins = frozenset(origins)
+        self.methods = frozenset(m.upper() for m in methods)
+        self.headers = frozenset(h.lower() for h in headers)
+        self.expose = ", ".join(expose)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if origin is None:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            await self._preflight(origin, headers, send)
+            return
+        if origin not in self.origins:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                out = MutableHeaders(scope=message)
+                out["access-control-allow-origin"] = origin
+                out["access-control-expose-headers"] = self.expose
+                out.append("vary", "origin")
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+    async def _preflight(self, origin: str, headers: Headers, send: Send) -> None:
+        raw: list[tuple[bytes, bytes]] = [(b"content-length", b"0"), (b"vary", b"origin")]
+        method = headers["access-control-request-method"].strip().upper()
+        if origin in self.origins and method in self.methods:
+            asked = [
+                h.strip().lower()
+                for h in headers.get("access-control-request-headers", "").split(",")
+                if h.strip()
+            ]
+            granted = ", ".join(h for h in asked if h in self.headers)
+            raw += [
+                (b"access-control-allow-origin", origin.encode("latin-1")),
+                (b"access-control-allow-methods", method.encode()),
+            ]
+            if granted:
+                raw.append((b"access-control-allow-headers", granted.encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": raw})
+        await send({"type": "http.response.body", "body": b""})

@@ -6,11 +6,42 @@ import json
 from typing import Any, TypeVar
 
 from fastapi import Request
+from fastapi.datastructures import DefaultPlaceholder
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
-from app.errors import VALIDATION, ApiError, bad_request
+from app.errors import UNDEFINED, VALIDATION, ApiError, bad_request
 
 M = TypeVar("M", bound=BaseModel)
+
+# Version discovery and the probes answer whatever the client accepts; Placement checks the
+# Accept header of its API's reads only.
+_ANY_ACCEPT = frozenset({"/", "/healthz", "/readyz"})
+_JSON_RANGES = frozenset({"application/json", "application/*", "*/*"})
+
+
+def _returns_json(route: object) -> bool:
+    if not isinstance(route, APIRoute) or route.path in _ANY_ACCEPT:
+        return False
+    response_class = route.response_class
+    if isinstance(response_class, DefaultPlaceholder):
+        response_class = response_class.value
+    return isinstance(response_class, type) and issubclass(response_class, JSONResponse)
+
+
+async def accepts_json(request: Request) -> None:
+    """An app-wide dependency: a read whose Accept header rules out JSON is 406.
+
+    It runs once the route is known, so an unknown path is still 404 and a wrong method 405,
+    whatever the client accepts (as in Placement); writes and bodiless reads do not check.
+    """
+    accept = request.headers.get("accept")
+    if not accept or request.method != "GET" or not _returns_json(request.scope.get("route")):
+        return
+    ranges = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    if not ranges & _JSON_RANGES:
+        raise ApiError(406, UNDEFINED, log_detail=f"accept {accept[:100]!r}")
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

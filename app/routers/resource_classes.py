@@ -97,12 +97,11 @@ async def update_resource_class(
     if version.at_least(ENSURE_SINCE):
         validate(ResourceClassCreate, {"name": name})
         created = await database.write(lambda s: service.ensure(s, name))
-        if created:
-            return Response(
-                status_code=201,
-                headers={"location": href(request, f"/resource_classes/{name}")},
-            )
-        return Response(status_code=204)
+        # Created or already there, the answer says where the class is.
+        return Response(
+            status_code=201 if created else 204,
+            headers={"location": href(request, f"/resource_classes/{name}")},
+        )
     body = validate(ResourceClassRename, await json_body(request))
     rc = await database.write(lambda s: service.rename(s, name, body.name))
     return _shape(request, rc)

@@ -89,10 +89,13 @@ async def create_trait(
 ) -> Response:
     if not _CUSTOM.match(name):
         raise bad_request(f"invalid custom trait name {name[:64]!r}")
-    created = await database.write(lambda s: service.ensure(s, name))
-    if created:
-        return Response(status_code=201, headers={"location": href(request, f"/traits/{name}")})
-    return Response(status_code=204)
+    trait, created = await database.write(lambda s: service.ensure(s, name))
+    # Created or already there, the answer says where the trait is (and, from 1.15, since when).
+    out = Response(
+        status_code=201 if created else 204, headers={"location": href(request, f"/traits/{name}")}
+    )
+    set_last_modified(out, version, trait.created_at)
+    return out
 
 
 @router.delete("/{name}", status_code=204, response_class=Response)

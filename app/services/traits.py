@@ -49,16 +49,18 @@ async def ids_by_name(session: AsyncSession, names: set[str]) -> dict[str, int]:
     return {name: id_ for name, id_ in rows.all()}
 
 
-async def ensure(session: AsyncSession, name: str) -> bool:
-    """Create a custom trait unless it exists. True when created."""
-    if await session.scalar(select(exists().where(Trait.name == name))):
-        return False
-    session.add(Trait(name=name))
+async def ensure(session: AsyncSession, name: str) -> tuple[Trait, bool]:
+    """Create a custom trait unless it exists: the trait, and whether it was created."""
+    trait = await session.scalar(select(Trait).where(Trait.name == name))
+    if trait is not None:
+        return trait, False
+    trait = Trait(name=name)
+    session.add(trait)
     try:
         await session.flush()
     except IntegrityError as exc:
         raise GenerationConflict(f"trait insert raced: {exc.orig}") from None
-    return True
+    return trait, True
 
 
 async def delete(session: AsyncSession, name: str) -> None:

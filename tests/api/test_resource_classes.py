@@ -80,8 +80,20 @@ async def test_put_ensures_from_1_7(client: httpx.AsyncClient) -> None:
     assert first.status_code == 201
     second = await client.put("/resource_classes/CUSTOM_GPU")
     assert second.status_code == 204
+    # Either way the client is told where the class lives.
+    assert first.headers["location"] == second.headers["location"] == "/resource_classes/CUSTOM_GPU"
     bad = await client.put("/resource_classes/GPU")
     assert bad.status_code == 400
+
+
+async def test_a_write_is_not_refused_for_what_the_client_accepts(
+    client: httpx.AsyncClient,
+) -> None:
+    # Placement checks Accept on reads only: a bad body is still the 400 it deserves.
+    response = await client.post(
+        "/resource_classes", json={"name": "FOO"}, headers={"accept": "text/plain"}
+    )
+    assert response.status_code == 400
 
 
 async def test_put_renames_before_1_7(client: httpx.AsyncClient) -> None:

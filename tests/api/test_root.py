@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.conftest import AppFactory, make_client
+
 
 async def test_root_advertises_versions_without_a_token(client: httpx.AsyncClient) -> None:
     response = await client.get("/", headers={"authorization": "", "openstack-api-version": ""})
@@ -74,6 +76,62 @@ async def test_unknown_path_is_404_envelope_with_request_id(client: httpx.AsyncC
 async def test_accept_without_json_is_406(client: httpx.AsyncClient) -> None:
     response = await client.get("/resource_classes", headers={"accept": "text/plain"})
     assert response.status_code == 406
+    assert response.json()["errors"][0]["code"] == "placement.undefined_code"
+
+
+async def test_unknown_path_is_404_whatever_the_client_accepts(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nothing-here", headers={"accept": "text/plain"})
+    assert response.status_code == 404
+
+
+async def test_a_browser_gets_errors_as_a_generic_page(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nothing-here", headers={"accept": "text/html"})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "404 Not Found" in response.text and "nothing-here" not in response.text
+
+
+async def test_allow_names_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    for method in ("DELETE", "OPTIONS", "PATCH"):
+        response = await client.request(method, "/resource_classes")
+        assert response.status_code == 405
+        assert response.headers["allow"] == "GET, POST"
+    one = await client.post("/resource_classes/CUSTOM_X")
+    assert one.headers["allow"] == "GET, PUT, DELETE"
+
+
+async def test_cors_only_for_configured_origins(app_factory: AppFactory) -> None:
+    async with (
+        app_factory(cors_origins="http://ui.example.com") as cors_app,
+        make_client(cors_app, {}) as anyone,
+    ):
+        preflight = {"access-control-request-method": "GET"}
+        asked = await anyone.options(
+            "/",
+            headers={
+                **preflight,
+                "origin": "http://ui.example.com",
+                "access-control-request-headers": "openstack-api-version, x-evil",
+            },
+        )
+        assert asked.status_code == 200
+        assert asked.headers["access-control-allow-origin"] == "http://ui.example.com"
+        # Only what was asked for and is allowed is named back.
+        assert asked.headers["access-control-allow-headers"] == "openstack-api-version"
+        stranger = await anyone.options("/", headers={**preflight, "origin": "http://evil.test"})
+        assert stranger.status_code == 200
+        assert "access-control-allow-origin" not in stranger.headers
+        simple = await anyone.get("/", headers={"origin": "http://ui.example.com"})
+        assert simple.headers["access-control-allow-origin"] == "http://ui.example.com"
+        other = await anyone.get("/", headers={"origin": "http://evil.test"})
+        assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
+
+
+async def test_no_cors_unless_configured(client: httpx.AsyncClient) -> None:
+    headers = {"origin": "http://ui.example.com", "access-control-request-method": "GET"}
+    assert (await client.options("/", headers=headers)).status_code == 405
+    plain = await client.get("/", headers=headers)
+    assert "access-control-allow-origin" not in plain.headers
 
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:

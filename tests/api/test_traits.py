@@ -17,7 +17,9 @@ async def test_create_is_idempotent_and_filters_find_it(client: httpx.AsyncClien
     assert created.status_code == 201
     assert created.headers["location"].endswith("/traits/CUSTOM_FAST")
     assert "content-type" not in created.headers
-    assert (await client.put("/traits/CUSTOM_FAST")).status_code == 204
+    again = await client.put("/traits/CUSTOM_FAST")
+    assert again.status_code == 204
+    assert again.headers["location"] == created.headers["location"]
     assert (await client.get("/traits/CUSTOM_FAST")).status_code == 204
     custom = await client.get("/traits", params={"name": "startswith:CUSTOM"})
     assert custom.json() == {"traits": ["CUSTOM_FAST"]}
@@ -60,3 +62,18 @@ async def test_not_there_before_1_6(client: httpx.AsyncClient) -> None:
     v15 = {"openstack-api-version": "placement 1.5"}
     assert (await client.get("/traits", headers=v15)).status_code == 404
     assert (await client.put("/traits/CUSTOM_A", headers=v15)).status_code == 404
+
+
+async def test_put_has_cache_headers_from_1_15(client: httpx.AsyncClient) -> None:
+    for version in ("1.15", "1.14"):
+        for expected in (201, 204):
+            response = await client.put(
+                f"/traits/CUSTOM_V{version[2:]}",
+                headers={"openstack-api-version": f"placement {version}"},
+            )
+            assert response.status_code == expected
+            if version == "1.15":
+                assert response.headers["cache-control"] == "no-cache"
+                assert response.headers["last-modified"].endswith(" GMT")
+            else:
+                assert "last-modified" not in response.headers
