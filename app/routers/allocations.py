@@ -95,10 +95,11 @@ def consumer_write(uuid: str, body: Any, version: Microversion, pointer: str) ->
 
 
 def consumer_writes(
-    entries: dict[str, ConsumerEntry], version: Microversion
+    entries: dict[str, ConsumerEntry], version: Microversion, pointer: str = ""
 ) -> Sequence[ConsumerWrite]:
+    """Consumers keyed by UUID (POST, reshaper); `pointer`: where they sit in the body."""
     return [
-        consumer_write(uuid, entry, version, f"/{uuid}/allocations")
+        consumer_write(uuid, entry, version, f"{pointer}/{uuid}/allocations")
         for uuid, entry in entries.items()
     ]
 
