@@ -11,6 +11,7 @@
 # Nothing in allot knows it is under test: no test-only route or switch.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # serve this tree's code
 : "${CONFORMANCE_PORT:?run through tests/conformance/run.sh}" "${CONFORMANCE_DB:?}" "${CONFORMANCE_OUT:?}"
 : "${CONFORMANCE_JWT_SECRET:?}"
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
@@ -37,12 +38,15 @@ start() {
     cors) cors=http://valid.example.com ;;
   esac
   echo "=== $(date -u +%FT%TZ) start profile=$profile" >>"$LOG"
+  # Only the configuration below: no ALLOT_* of the caller's shell reaches the server.
+  local clean=() var
+  for var in $(compgen -e | grep '^ALLOT_' || true); do clean+=(-u "$var"); done
   # setsid: the server leads its own process group, so stop() ends it and its workers together.
   # Its output goes to the log, never to our stdout/stderr (the harness waits for those to close).
-  ALLOT_DATABASE_URL="postgresql+asyncpg://$PGUSER@$PGHOST:$PGPORT/$CONFORMANCE_DB" \
+  env "${clean[@]}" ALLOT_DATABASE_URL="postgresql+asyncpg://$PGUSER@$PGHOST:$PGPORT/$CONFORMANCE_DB" \
   ALLOT_AUTH_JWT_SECRET="$CONFORMANCE_JWT_SECRET" ALLOT_POLICY=$policy ALLOT_CORS_ORIGINS=$cors \
   ALLOT_RATE_LIMIT=off ALLOT_RATE_LIMIT_ANON=off ALLOT_LOG_LEVEL=WARNING \
-    setsid "$ROOT/.venv/bin/allot" serve --host 127.0.0.1 --port "$CONFORMANCE_PORT" --workers 2 \
+    setsid "${CONFORMANCE_VENV:-$ROOT/.venv}/bin/allot" serve --host 127.0.0.1 --port "$CONFORMANCE_PORT" --workers 2 \
     </dev/null >>"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   echo "$profile" >"$PROFILEFILE"

@@ -9,6 +9,7 @@
 #   CONFORMANCE_PORT   allot's port (8400)           CONFORMANCE_DB  database (allot_conformance)
 #   PLACEMENT_VENV     the harness's venv (/tmp/placement-venv; made by install.sh when missing)
 #   PLACEMENT_TOOLS    the harness (../shared/tools/placement beside this clone)
+#   CONFORMANCE_VENV   allot's venv (.venv of this tree); the code served is always this tree's
 # Arguments are passed to tests/conformance/gate.py (e.g. --baseline 'GLOB=why', maintainers only).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,6 +20,8 @@ export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postg
 export CONFORMANCE_PORT=${CONFORMANCE_PORT:-8400}
 export CONFORMANCE_DB=${CONFORMANCE_DB:-allot_conformance}
 export CONFORMANCE_OUT="$HERE/out"
+# The code of this tree, whichever venv runs it (a second worktree may share the main one).
+export CONFORMANCE_VENV=${CONFORMANCE_VENV:-$ROOT/.venv}
 PLACEMENT_VENV=${PLACEMENT_VENV:-/tmp/placement-venv}
 PLACEMENT_TOOLS=${PLACEMENT_TOOLS:-$ROOT/../shared/tools/placement}
 RESULTS="$CONFORMANCE_OUT/results-$CONFORMANCE_PORT.json"
@@ -38,7 +41,7 @@ if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$CONFORMANCE_PORT/" 2>/
 fi
 
 # A fresh secret per run: only this run's harness can mint tokens for this server.
-CONFORMANCE_JWT_SECRET=$("$ROOT/.venv/bin/python" -c 'import secrets; print(secrets.token_hex(32))')
+CONFORMANCE_JWT_SECRET=$("$CONFORMANCE_VENV/bin/python" -c 'import secrets; print(secrets.token_hex(32))')
 export CONFORMANCE_JWT_SECRET
 
 stop_server() { bash "$HERE/reset.sh" stop || true; }
@@ -49,8 +52,8 @@ if ! psql -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$CONFORMA
   createdb "$CONFORMANCE_DB"
 fi
 ALLOT_DATABASE_URL="postgresql+asyncpg://$PGUSER@$PGHOST:$PGPORT/$CONFORMANCE_DB" \
-ALLOT_AUTH_JWT_SECRET="$CONFORMANCE_JWT_SECRET" ALLOT_LOG_LEVEL=WARNING \
-  "$ROOT/.venv/bin/allot" db upgrade >/dev/null
+ALLOT_AUTH_JWT_SECRET="$CONFORMANCE_JWT_SECRET" ALLOT_LOG_LEVEL=WARNING PYTHONPATH="$ROOT" \
+  "$CONFORMANCE_VENV/bin/allot" db upgrade >/dev/null
 
 only=()
 CONFORMANCE_ONLY=${CONFORMANCE_ONLY:-}
@@ -72,4 +75,4 @@ fi
 
 gate_args=("$@")
 [ "${CONFORMANCE_PRUNE:-0}" = 1 ] && gate_args+=(--prune)
-"$ROOT/.venv/bin/python" "$HERE/gate.py" "$RESULTS" "$LIST" "${gate_args[@]}"
+"$CONFORMANCE_VENV/bin/python" "$HERE/gate.py" "$RESULTS" "$LIST" "${gate_args[@]}"
