@@ -56,6 +56,11 @@ def _serve(args: argparse.Namespace) -> None:
     from app.migrations_runner import upgrade
 
     settings = _settings()
+    # Fail fast, in the parent, on settings the workers would refuse anyway.
+    from app.main import create_app
+
+    application = create_app(settings)
+    asyncio.run(application.state.rate_limiter.check_storage())
     _metrics_dir_for_workers(args.workers)
     if settings.is_embedded:
 
@@ -65,11 +70,6 @@ def _serve(args: argparse.Namespace) -> None:
             await database.dispose()
 
         asyncio.run(migrate())
-    # Fail fast, in the parent, on settings the workers would refuse anyway.
-    from app.main import create_app
-
-    application = create_app(settings)
-    asyncio.run(application.state.rate_limiter.check_storage())
     uvicorn.run(
         "app.main:create_app",
         factory=True,

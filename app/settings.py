@@ -15,6 +15,7 @@ SECRET_FILE = VAR_DIR / "jwt-secret"
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_ALGORITHMS = ("HS256", "RS256", "ES256")
 _DRIVERS = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 
 
@@ -73,6 +74,13 @@ class Settings(BaseSettings):
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("auth_algorithms")
+    @classmethod
+    def _pinned_algorithms(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or not set(value) <= set(_ALGORITHMS)):
+            raise ValueError(f"must name some of {', '.join(_ALGORITHMS)}")
         return value
 
     @field_validator("log_level")
