@@ -4,13 +4,14 @@ Every write (PUT, POST, the reshaper) replaces the complete allocations of the c
 names, inside the caller's transaction (`Database.write`), in this order:
 
 1. check the payload: caller's project, resource classes, providers (visible ones only);
-2. read the consumers: ownership, consumer generations (1.28+);
+2. read the consumers: ownership, consumer generations (1.28+); record projects, users and
+   consumer types (shared rows, before any lock is held);
 3. lock the providers whose generation this write bumps, in ascending id order (so two
    multi-provider writers can never deadlock), then read capacity and usage: nothing can add
    allocations to a locked provider until we commit;
-4. record projects, users, consumer types and consumers; bump consumer generations;
-5. delete the consumers' old allocations, check every new amount against the inventory,
-   insert the new ones, bump the provider generations, delete consumers left with nothing.
+4. create or bump the consumers, delete their old allocations, check every new amount against
+   the inventory, insert the new ones, bump the provider generations, delete consumers left
+   with nothing.
 
 Any failure raises and the whole transaction is rolled back: no consumer, project, user or
 allocation row survives, and no generation moves.
@@ -218,6 +219,10 @@ async def prepare(
     existing = await consumers.find(session, (w.uuid for w in writes))
     _check_consumers(access, writes, existing)
 
+    # Shared rows first, before any provider lock: a writer waiting on another's fresh
+    # project row must not be holding a provider that one needs.
+    owners = await _owners(session, writes)
+
     releasing = {existing[w.uuid].id for w in writes if not w.allocations and w.uuid in existing}
     old_before_lock = await _old_allocations(session, releasing)
     # Placement bumps the providers a write allocates on, and those a released consumer held.
@@ -225,7 +230,7 @@ async def prepare(
     bump |= old_before_lock.providers_of(releasing)
     locked = await lock_providers(session, bump | set(also_lock))
 
-    consumer_ids = await _record_consumers(session, writes, existing)
+    consumer_ids = await _record_consumers(session, writes, existing, owners)
     old = await _old_allocations(session, set(consumer_ids.values()))
     if not old.providers_of(releasing) <= bump:
         raise GenerationConflict("a released consumer gained allocations meanwhile")
@@ -364,7 +369,9 @@ async def lock_providers(session: AsyncSession, provider_ids: Iterable[int]) -> 
         select(ResourceProvider.id, ResourceProvider.generation)
         .where(ResourceProvider.id.in_(ids))
         .order_by(ResourceProvider.id)
-        .with_for_update()
+        # FOR NO KEY UPDATE: what the generation UPDATE takes anyway; rows that merely
+        # reference the provider (inventories, allocations) can still be inserted.
+        .with_for_update(key_share=True)
     )
     locked = {id_: generation for id_, generation in rows.all()}
     if len(locked) != len(ids):
@@ -373,20 +380,37 @@ async def lock_providers(session: AsyncSession, provider_ids: Iterable[int]) -> 
     return locked
 
 
+@dataclass(frozen=True)
+class _Owners:
+    """Ids of the projects, users and consumer types the kept consumers name."""
+
+    projects: dict[str, int]
+    users: dict[str, int]
+    types: dict[str, int]
+
+
+async def _owners(session: AsyncSession, writes: Sequence[ConsumerWrite]) -> _Owners:
+    # Only consumers that keep allocations need their project, user and type recorded.
+    kept = [w for w in writes if w.allocations]
+    return _Owners(
+        projects=await consumers.ensure_projects(session, {w.project_id for w in kept}),
+        users=await consumers.ensure_users(session, {w.user_id for w in kept}),
+        types=await consumers.ensure_types(
+            session, {w.consumer_type for w in kept if w.consumer_type is not None}
+        ),
+    )
+
+
 async def _record_consumers(
-    session: AsyncSession, writes: Sequence[ConsumerWrite], existing: Mapping[str, ConsumerRow]
+    session: AsyncSession,
+    writes: Sequence[ConsumerWrite],
+    existing: Mapping[str, ConsumerRow],
+    owners: _Owners,
 ) -> dict[str, int]:
     """Create new consumers, update and bump existing ones; consumer ids by UUID.
 
     A new consumer with nothing to allocate is not created at all.
     """
-    # Only consumers that keep allocations need their project, user and type recorded.
-    kept = [w for w in writes if w.allocations]
-    projects = await consumers.ensure_projects(session, {w.project_id for w in kept})
-    users = await consumers.ensure_users(session, {w.user_id for w in kept})
-    types = await consumers.ensure_types(
-        session, {w.consumer_type for w in kept if w.consumer_type is not None}
-    )
     ids: dict[str, int] = {}
     for w in sorted(writes, key=lambda w: w.uuid):  # row locks in one order, too
         consumer = existing.get(w.uuid)
@@ -399,17 +423,14 @@ async def _record_consumers(
             ids[w.uuid] = consumer.id
         if not w.allocations:
             continue  # released: deleted at the end; new: never created
-        type_id = types[w.consumer_type] if w.consumer_type is not None else None
+        type_id = owners.types[w.consumer_type] if w.consumer_type is not None else None
+        project_id, user_id = owners.projects[w.project_id], owners.users[w.user_id]
         if consumer is None:
             ids[w.uuid] = await consumers.create(
-                session,
-                w.uuid,
-                project_id=projects[w.project_id],
-                user_id=users[w.user_id],
-                consumer_type_id=type_id,
+                session, w.uuid, project_id=project_id, user_id=user_id, consumer_type_id=type_id
             )
             continue
-        values: dict[str, int] = {"project_id": projects[w.project_id], "user_id": users[w.user_id]}
+        values: dict[str, int] = {"project_id": project_id, "user_id": user_id}
         if type_id is not None:
             values["consumer_type_id"] = type_id
         await session.execute(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import IntegrityError
@@ -59,38 +60,33 @@ async def find(session: AsyncSession, uuids: Iterable[str]) -> dict[str, Consume
     }
 
 
-async def _ensure_names(
-    session: AsyncSession, model: type[Project] | type[User], names: set[str]
-) -> dict[str, int]:
+async def _ensure(session: AsyncSession, column: Any, names: set[str]) -> dict[str, int]:
+    """Ids of the named rows, creating those that are missing (race-safe)."""
     if not names:
         return {}
-    await insert_ignoring_duplicates(
-        session, model, [{"external_id": name} for name in sorted(names)]
-    )
-    rows = await session.execute(
-        select(model.external_id, model.id).where(model.external_id.in_(names))
-    )
-    return {name: id_ for name, id_ in rows.all()}
+    model = column.class_
+    select_ids = select(column, model.id).where(column.in_(names))
+    found = {name: id_ for name, id_ in (await session.execute(select_ids)).all()}
+    missing = names - found.keys()
+    if missing:
+        # Another writer may insert the same name meanwhile: skip it, then read it back.
+        await insert_ignoring_duplicates(
+            session, model, [{column.key: name} for name in sorted(missing)]
+        )
+        found = {name: id_ for name, id_ in (await session.execute(select_ids)).all()}
+    return found
 
 
 async def ensure_projects(session: AsyncSession, names: set[str]) -> dict[str, int]:
-    return await _ensure_names(session, Project, names)
+    return await _ensure(session, Project.external_id, names)
 
 
 async def ensure_users(session: AsyncSession, names: set[str]) -> dict[str, int]:
-    return await _ensure_names(session, User, names)
+    return await _ensure(session, User.external_id, names)
 
 
 async def ensure_types(session: AsyncSession, names: set[str]) -> dict[str, int]:
-    if not names:
-        return {}
-    await insert_ignoring_duplicates(
-        session, ConsumerType, [{"name": name} for name in sorted(names)]
-    )
-    rows = await session.execute(
-        select(ConsumerType.name, ConsumerType.id).where(ConsumerType.name.in_(names))
-    )
-    return {name: id_ for name, id_ in rows.all()}
+    return await _ensure(session, ConsumerType.name, names)
 
 
 async def type_ids(session: AsyncSession, names: set[str]) -> dict[str, int]:

@@ -1,0 +1,300 @@
+"""Concurrent claims against real server processes: capacity is never exceeded and what was
+accepted is exactly what is stored.
+
+A bounded burst (400 claims from 32 concurrent clients, some spanning two providers in
+either order, some released again) hits a few small providers through `allot serve`: two
+worker processes on PostgreSQL (a database of its own), one process on SQLite. Afterwards
+the database and the API must agree with the clients' own record of what was accepted.
+Throughput and the 409 rate are printed as figures, never asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid as uuidlib
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.db import make_engine
+from app.migrations_runner import upgrade
+from app.models import Allocation, Consumer, ResourceClass, ResourceProvider
+from tests.conftest import PG_URL, TEST_SECRET, auth, mint
+from tests.conftest import test_settings as settings_for
+
+pytestmark = pytest.mark.slow
+
+ALLOT = str(Path(sys.executable).with_name("allot"))
+PORTS = range(8200, 8300)  # this suite's port range on the shared machine
+CLAIMS = 400
+CLIENTS = 32
+PROVIDERS = 4
+CAPACITY = 10  # VCPU per provider
+PROJECT = "claims-project"
+RELEASE_CHANCE = 0.3  # after an accepted claim, a client sometimes releases one of its own
+
+
+def _free_port() -> int:
+    for port in random.sample(PORTS, len(PORTS)):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 8200-8299")
+
+
+@contextlib.contextmanager
+def allot_serve(database_url: str, workers: int, log: Path) -> Iterator[str]:
+    """`allot serve` as its own process group; stopped (that group only) afterwards."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "ALLOT_DATABASE_URL": database_url,
+        "ALLOT_AUTH_JWT_SECRET": TEST_SECRET,
+        "ALLOT_RATE_LIMIT": "off",
+        "ALLOT_RATE_LIMIT_ANON": "off",
+        "ALLOT_LOG_LEVEL": "WARNING",
+        "ALLOT_DATABASE_POOL_SIZE": "8",
+        "ALLOT_DATABASE_MAX_OVERFLOW": "4",
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [ALLOT, "serve", "--workers", str(workers), "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"allot serve exited:\n{log.read_text()[-3000:]}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "allot serve did not come up"
+            time.sleep(0.2)
+        yield base
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@dataclass
+class Claim:
+    consumer: str
+    allocations: dict[str, dict[str, int]]
+
+
+@dataclass
+class Outcome:
+    statuses: Counter[int] = field(default_factory=Counter)
+    codes: Counter[str] = field(default_factory=Counter)
+    live: dict[str, Claim] = field(default_factory=dict)
+    accepted: int = 0
+    released: int = 0
+    seconds: float = 0.0
+
+
+def _claims(providers: list[str], seed: int) -> list[Claim]:
+    rng = random.Random(seed)
+    claims = []
+    for _ in range(CLAIMS):
+        # A third span two providers, named in random order: ordered locking must cope.
+        chosen = rng.sample(providers, 2 if rng.random() < 1 / 3 else 1)
+        claims.append(
+            Claim(str(uuidlib.uuid4()), {rp: {"VCPU": rng.choice((1, 2))} for rp in chosen})
+        )
+    return claims
+
+
+def _put_body(claim: Claim) -> dict[str, Any]:
+    return {
+        "allocations": {rp: {"resources": res} for rp, res in claim.allocations.items()},
+        "project_id": PROJECT,
+        "user_id": "claims-user",
+        "consumer_generation": None,
+        "consumer_type": "INSTANCE",
+    }
+
+
+async def _burst(base: str, headers: dict[str, str], claims: list[Claim]) -> Outcome:
+    outcome = Outcome()
+    queue: asyncio.Queue[Claim] = asyncio.Queue()
+    for claim in claims:
+        queue.put_nowait(claim)
+
+    def record(response: httpx.Response) -> None:
+        outcome.statuses[response.status_code] += 1
+        if response.status_code >= 400:
+            outcome.codes[response.json()["errors"][0]["code"]] += 1
+
+    async def client_loop(index: int) -> None:
+        rng = random.Random(index)
+        mine: list[Claim] = []
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as http:
+            while not queue.empty():
+                claim = queue.get_nowait()
+                response = await http.put(f"/allocations/{claim.consumer}", json=_put_body(claim))
+                record(response)
+                if response.status_code == 204:
+                    outcome.accepted += 1
+                    outcome.live[claim.consumer] = claim
+                    mine.append(claim)
+                if mine and rng.random() < RELEASE_CHANCE:
+                    gone = mine.pop(rng.randrange(len(mine)))
+                    released = await http.delete(f"/allocations/{gone.consumer}")
+                    record(released)
+                    if released.status_code == 204:
+                        outcome.released += 1
+                        del outcome.live[gone.consumer]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client_loop(i) for i in range(CLIENTS)))
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+async def _setup(http: httpx.AsyncClient) -> list[str]:
+    providers = []
+    for index in range(PROVIDERS):
+        rp = str(uuidlib.uuid4())
+        created = await http.post(
+            "/resource_providers", json={"name": f"claims-{index}", "uuid": rp}
+        )
+        assert created.status_code == 200, created.text
+        inventory = {"VCPU": {"total": CAPACITY, "max_unit": CAPACITY}}
+        put = await http.put(
+            f"/resource_providers/{rp}/inventories",
+            json={"resource_provider_generation": 0, "inventories": inventory},
+        )
+        assert put.status_code == 200, put.text
+        providers.append(rp)
+    return providers
+
+
+async def _stored(database_url: str) -> dict[str, dict[str, dict[str, int]]]:
+    """consumer -> provider -> class -> amount, straight from the database."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                select(Consumer.uuid, ResourceProvider.uuid, ResourceClass.name, Allocation.used)
+                .join(Consumer, Consumer.id == Allocation.consumer_id)
+                .join(ResourceProvider, ResourceProvider.id == Allocation.resource_provider_id)
+                .join(ResourceClass, ResourceClass.id == Allocation.resource_class_id)
+            )
+            stored: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+            for consumer, rp, rc, used in rows.all():
+                stored[consumer][rp][rc] = used
+            consumers = await conn.scalar(text("SELECT count(*) FROM consumers"))
+    finally:
+        await engine.dispose()
+    assert consumers == len(stored), "a consumer without allocations was left behind"
+    return {c: {rp: dict(res) for rp, res in by_rp.items()} for c, by_rp in stored.items()}
+
+
+async def _claims_hold(base: str, database_url: str, label: str, seed: int) -> None:
+    headers = {
+        **auth(mint(roles=["admin"], project="admin")),
+        "openstack-api-version": "placement 1.38",
+    }
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as http:
+        providers = await _setup(http)
+        outcome = await _burst(base, headers, _claims(providers, seed))
+
+        # Every answer was a decision: done, or refused with 409. Never a 5xx.
+        assert set(outcome.statuses) <= {200, 204, 409}, outcome.statuses
+        # What the clients were told they hold is exactly what is stored.
+        stored = await _stored(database_url)
+        assert stored == {c: claim.allocations for c, claim in outcome.live.items()}
+        expected: Counter[str] = Counter()
+        for claim in outcome.live.values():
+            for rp, resources in claim.allocations.items():
+                expected[rp] += resources["VCPU"]
+        for rp in providers:
+            usage = (await http.get(f"/resource_providers/{rp}/usages")).json()["usages"]
+            assert usage == {"VCPU": expected[rp]}
+            assert usage["VCPU"] <= CAPACITY
+        totals = (await http.get(f"/usages?project_id={PROJECT}&consumer_type=all")).json()
+        total = sum(expected.values())
+        assert totals["usages"] == (
+            {"all": {"VCPU": total, "consumer_count": len(outcome.live)}} if total else {}
+        )
+
+    refused = outcome.statuses[409]
+    print(
+        f"\n[claims/{label}] {CLAIMS} claims from {CLIENTS} clients in {outcome.seconds:.2f}s: "
+        f"{outcome.accepted} accepted ({outcome.accepted / outcome.seconds:.1f}/s), "
+        f"{outcome.released} released, 409 rate {refused / CLAIMS:.1%} "
+        f"(codes: {dict(outcome.codes)}), live at the end: {len(outcome.live)}"
+    )
+
+
+@pytest.fixture
+async def claims_postgres() -> AsyncIterator[str]:
+    """A PostgreSQL database of this test's own, migrated, dropped afterwards."""
+    if not PG_URL:
+        pytest.skip("needs ALLOT_TEST_DATABASE_URL (CI always sets it)")
+    url = make_url(PG_URL)
+    name = f"{url.database}_claims"
+    admin = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    database_url = url.set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(database_url, settings_for(database_url))
+    await upgrade(engine)
+    await engine.dispose()
+    try:
+        yield database_url
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def test_claims_on_postgresql_with_two_workers(
+    claims_postgres: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        allot_serve(claims_postgres, 2, Path(tmp) / "serve.log") as base,
+    ):
+        await _claims_hold(base, claims_postgres, "postgresql, 2 workers", seed=1)
+    with capsys.disabled():
+        print(capsys.readouterr().out, end="")
+
+
+async def test_claims_on_sqlite_with_one_process(capsys: pytest.CaptureFixture[str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        database_url = f"sqlite+aiosqlite:///{Path(tmp) / 'claims.db'}"
+        with allot_serve(database_url, 1, Path(tmp) / "serve.log") as base:
+            await _claims_hold(base, database_url, "sqlite, 1 process", seed=2)
+    with capsys.disabled():
+        print(capsys.readouterr().out, end="")
