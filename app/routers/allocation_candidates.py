@@ -52,8 +52,8 @@ async def list_allocation_candidates(
         Query(description="Aggregates: `uuid`, `in:u1,u2`, `!uuid` (1.32); repeatable (1.24)."),
     ] = None,
     in_tree: Annotated[str | None, Query(description="A provider uuid (1.31).")] = None,
-    limit: Annotated[str | None, Query(pattern=r"^[1-9][0-9]*$", description="1.16")] = None,
-    group_policy: Annotated[str | None, Query(pattern="^(none|isolate)$")] = None,
+    limit: Annotated[str | None, Query(description="A positive integer (1.16).")] = None,
+    group_policy: Annotated[str | None, Query(description="`none` or `isolate` (1.25).")] = None,
     root_required: Annotated[str | None, Query(description="Root traits (1.35).")] = None,
     same_subtree: Annotated[str | None, Query(description="Group suffixes (1.36).")] = None,
 ) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid as uuidlib
 from typing import Any
 
@@ -25,11 +26,14 @@ class Layout:
         inventory: dict[str, int | dict[str, Any]] | None = None,
         traits: list[str] | None = None,
         aggregates: list[str] | None = None,
+        owner: str | None = None,
     ) -> str:
         uuid = str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"allot-test-{name}"))
         body: dict[str, Any] = {"name": name, "uuid": uuid}
         if parent:
             body["parent_provider_uuid"] = self.uuids[parent]
+        if owner:
+            body["owner_project_id"] = owner
         r = await self.client.post("/resource_providers", json=body, headers=self.headers)
         assert r.status_code == 200, r.text
         generation = r.json()["generation"]
@@ -75,9 +79,7 @@ class Layout:
         }
 
     def named_all(self, body: dict[str, Any]) -> list[dict[str, dict[str, int]]]:
-        return sorted(
-            (self.named(a) for a in body["allocation_requests"]), key=lambda d: sorted(d.items())
-        )
+        return sorted((self.named(a) for a in body["allocation_requests"]), key=canonical)
 
     def mappings(self, allocation_request: dict[str, Any]) -> dict[str, list[str]]:
         return {
@@ -88,3 +90,8 @@ class Layout:
 
 def agg(name: str) -> str:
     return str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"allot-test-aggregate-{name}"))
+
+
+def canonical(item: Any) -> str:
+    """A sort key for lists of nested dicts."""
+    return json.dumps(item, sort_keys=True)
