@@ -12,7 +12,7 @@ from app.errors import bad_request
 from app.httpcache import set_last_modified
 from app.microversion import Microversion, Version, since
 from app.openapi import json_body_doc
-from app.requests import json_body, validate
+from app.routers.resource_providers import provider_body
 from app.schemas.aggregates import AggregatesUpdate, AggregatesUpdate10, ProviderAggregates
 from app.services import aggregates as service
 
@@ -55,15 +55,15 @@ async def update_aggregates(
     uuid: ProviderUuid,
     version: Version,
     database: DatabaseDep,
+    session: SessionDep,
     access: ProvidersWrite,
 ) -> dict[str, Any]:
-    document = await json_body(request)
     generation: int | None = None
     if version.at_least(GENERATION_SINCE):
-        body = validate(AggregatesUpdate, document)
+        body = await provider_body(request, AggregatesUpdate, session, access, uuid)
         wanted, generation = body.aggregates, body.resource_provider_generation
     else:
-        wanted = validate(AggregatesUpdate10, document).root
+        wanted = (await provider_body(request, AggregatesUpdate10, session, access, uuid)).root
     if len(set(wanted)) != len(wanted):
         raise bad_request("aggregates are not unique")
     new_generation, aggregates = await database.write(

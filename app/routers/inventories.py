@@ -13,7 +13,7 @@ from app.errors import ApiError, not_found
 from app.httpcache import set_last_modified
 from app.microversion import Version
 from app.openapi import json_body_doc
-from app.requests import href, json_body, validate
+from app.routers.resource_providers import absolute, provider_body
 from app.schemas.common import PathName
 from app.schemas.inventories import (
     InventoriesReplace,
@@ -69,9 +69,10 @@ async def replace_inventories(
     uuid: ProviderUuid,
     version: Version,
     database: DatabaseDep,
+    session: SessionDep,
     access: ProvidersWrite,
 ) -> dict[str, Any]:
-    body = validate(InventoriesReplace, await json_body(request))
+    body = await provider_body(request, InventoriesReplace, session, access, uuid)
     state = await database.write(
         lambda s: service.replace_all(
             s, access, version, uuid, body.resource_provider_generation, body.inventories
@@ -103,9 +104,10 @@ async def create_inventory(
     uuid: ProviderUuid,
     version: Version,
     database: DatabaseDep,
+    session: SessionDep,
     access: ProvidersWrite,
 ) -> Response:
-    body = validate(InventoryCreate, await json_body(request))
+    body = await provider_body(request, InventoryCreate, session, access, uuid)
     name = body.resource_class
     fields = InventoryFields.model_validate(body.model_dump(include=set(service.FIELDS)))
     state = await database.write(
@@ -114,7 +116,7 @@ async def create_inventory(
     out = JSONResponse(
         _one(state, name),
         status_code=201,
-        headers={"location": href(request, f"/resource_providers/{uuid}/inventories/{name}")},
+        headers={"location": absolute(request, f"/resource_providers/{uuid}/inventories/{name}")},
     )
     set_last_modified(out, version, _modified(state, name))
     return out
@@ -147,9 +149,10 @@ async def update_inventory(
     resource_class: PathName,
     version: Version,
     database: DatabaseDep,
+    session: SessionDep,
     access: ProvidersWrite,
 ) -> dict[str, Any]:
-    body = validate(InventoryUpdate, await json_body(request))
+    body = await provider_body(request, InventoryUpdate, session, access, uuid)
     fields = InventoryFields.model_validate(body.model_dump(include=set(service.FIELDS)))
     state = await database.write(
         lambda s: service.update_one(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid as uuidlib
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.authz.dependencies import ProvidersCreate, ProvidersRead, ProvidersWrite
+from app.authz.dependencies import Access, ProvidersCreate, ProvidersRead, ProvidersWrite
 from app.dependencies import DatabaseDep, SessionDep
-from app.errors import bad_request
+from app.errors import ApiError, bad_request
 from app.httpcache import set_last_modified
 from app.microversion import Microversion, Version
 from app.openapi import json_body_doc
@@ -28,7 +30,10 @@ from app.schemas.providers import (
     canonical_uuid,
 )
 from app.services import providers as service
+from app.services import request_groups
 from app.services.providers import Filters, Provider
+
+M = TypeVar("M", bound=BaseModel)
 
 router = APIRouter(prefix="/resource_providers", tags=["resource providers"])
 
@@ -40,8 +45,6 @@ _LINKS = (("inventories", 0), ("usages", 0), ("aggregates", 1), ("traits", 6), (
 
 # Query parameters of GET /resource_providers, and the microversion each appeared at.
 _FILTERS = {"name": 0, "uuid": 0, "member_of": 3, "resources": 4, "in_tree": 14, "required": 18}
-MULTIPLE_MEMBER_OF_SINCE = 24
-ANY_TRAITS_SINCE = 39
 
 ProviderUuid = Annotated[str, Path(max_length=255, description="The provider's UUID")]
 
@@ -51,12 +54,9 @@ def _allowed(version: Microversion) -> set[str]:
 
 
 def _repeatable(version: Microversion) -> set[str]:
-    keys = set()
-    if version.at_least(MULTIPLE_MEMBER_OF_SINCE):
-        keys.add("member_of")
-    if version.at_least(ANY_TRAITS_SINCE):
-        keys.add("required")
-    return keys
+    # The parsers decide what a repeat means: 400 for member_of before 1.24, the last
+    # `required` wins before 1.39 (as in Placement).
+    return {"member_of", "required"}
 
 
 def _uuid_value(query: QueryString, key: str) -> str | None:
@@ -69,12 +69,34 @@ def _uuid_value(query: QueryString, key: str) -> str | None:
         raise bad_request(f"{key} is not a UUID") from None
 
 
-def _filters(query: QueryString) -> Filters:
+def _filters(query: QueryString, version: Microversion) -> Filters:
+    resources = query.get("resources")
     return Filters(
         name=query.get("name") or None,
         uuid=_uuid_value(query, "uuid"),
         in_tree=_uuid_value(query, "in_tree"),
+        aggregates=request_groups.parse_member_of_values(query.get_all("member_of"), version),
+        traits=request_groups.parse_required_values(query.get_all("required"), version),
+        resources=request_groups.parse_resources(resources) if resources is not None else {},
     )
+
+
+async def provider_body(
+    request: Request, model: type[M], session: AsyncSession, access: Access, uuid: str
+) -> M:
+    """The body of a write to an existing provider, checked the way Placement orders it:
+    a provider that is missing (or not visible) is 404 even when the body is bad too."""
+    try:
+        return validate(model, await json_body(request))
+    except ApiError as exc:
+        if exc.status == 400:
+            await service.get(session, access, uuid)
+        raise
+
+
+def absolute(request: Request, path: str) -> str:
+    """A Location header value: an absolute URL, as Placement sends."""
+    return str(request.base_url).rstrip("/") + path
 
 
 def shape(request: Request, version: Microversion, provider: Provider) -> dict[str, Any]:
@@ -114,7 +136,8 @@ async def list_resource_providers(
         list[str] | None, Query(description="1.18+; traits, `!` from 1.22, `in:` from 1.39")
     ] = None,
 ) -> dict[str, Any]:
-    filters = _filters(QueryString(request, _allowed(version), repeatable=_repeatable(version)))
+    query = QueryString(request, _allowed(version), repeatable=_repeatable(version))
+    filters = _filters(query, version)
     found = await service.find(session, access, filters)
     set_last_modified(response, version, service.last_modified(found))
     return {"resource_providers": [shape(request, version, p) for p in found]}
@@ -147,7 +170,7 @@ async def create_resource_provider(
             s, access, name=body.name, uuid=uuid, parent_uuid=parent, owner=owner
         )
     )
-    location = href(request, f"/resource_providers/{provider.uuid}")
+    location = absolute(request, f"/resource_providers/{provider.uuid}")
     if not version.at_least(BODY_ON_CREATE_SINCE):
         return Response(status_code=201, headers={"location": location})
     out = JSONResponse(shape(request, version, provider), headers={"location": location})
@@ -181,14 +204,11 @@ async def update_resource_provider(
     uuid: ProviderUuid,
     version: Version,
     database: DatabaseDep,
+    session: SessionDep,
     access: ProvidersWrite,
 ) -> dict[str, Any]:
-    document = await json_body(request)
-    body: ProviderUpdate10
-    if version.at_least(NESTED_SINCE):
-        body = validate(ProviderUpdate, document)
-    else:
-        body = validate(ProviderUpdate10, document)
+    model = ProviderUpdate if version.at_least(NESTED_SINCE) else ProviderUpdate10
+    body = await provider_body(request, model, session, access, uuid)
     given = body.model_fields_set
     parent = ("parent_provider_uuid" in given, getattr(body, "parent_provider_uuid", None))
     owner = ("owner_project_id" in given, body.owner_project_id)

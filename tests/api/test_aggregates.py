@@ -97,9 +97,12 @@ async def test_not_there_at_1_0_and_404_for_missing_provider(
     assert (await client.get(missing)).status_code == 404
     put = await client.put(missing, json={"aggregates": [], "resource_provider_generation": 0})
     assert put.status_code == 404
+    # As in Placement, a missing provider is reported before a bad body.
+    assert (await client.put(missing, json=[])).status_code == 404
 
 
 async def test_aggregates_are_shared_between_providers(client: httpx.AsyncClient, rp: str) -> None:
+    await client.post("/resource_providers", json={"name": "outside"})
     other = await client.post("/resource_providers", json={"name": "other"})
     other_uuid = other.json()["uuid"]
     await client.put(AGGREGATES, json={"aggregates": [AGG1], "resource_provider_generation": 0})

@@ -184,7 +184,7 @@ async def test_post_one_inventory(client: httpx.AsyncClient, rp: str) -> None:
         },
     )
     assert response.status_code == 201
-    assert response.headers["location"] == f"{INVENTORIES}/DISK_GB"
+    assert response.headers["location"] == f"http://allot.test{INVENTORIES}/DISK_GB"
     assert response.json() == {
         "total": 2048,
         "reserved": 512,
@@ -266,6 +266,10 @@ async def test_missing_provider_is_404(client: httpx.AsyncClient) -> None:
     assert (await client.delete(base)).status_code == 404
     put = await client.put(base, json={"resource_provider_generation": 0, "inventories": {}})
     assert put.status_code == 404
+    # As in Placement, a missing provider is reported before a bad body.
+    assert (await client.put(base, json={"bad": 1})).status_code == 404
+    assert (await client.post(base, json={"bad": 1})).status_code == 404
+    assert (await client.put(f"{base}/VCPU", json={"bad": 1})).status_code == 404
 
 
 async def test_cache_headers_only_from_1_15(client: httpx.AsyncClient, rp: str) -> None:

@@ -41,7 +41,7 @@ async def test_create_returns_the_provider_like_the_reference_sample(
         json={"name": "NFS Share", "uuid": CHILD, "parent_provider_uuid": PARENT},
     )
     assert response.status_code == 200
-    assert response.headers["location"] == f"/resource_providers/{CHILD}"
+    assert response.headers["location"] == f"http://allot.test/resource_providers/{CHILD}"
     assert response.headers["cache-control"] == "no-cache"
     assert "last-modified" in response.headers
     assert response.json() == {
@@ -320,3 +320,141 @@ async def test_cache_headers_only_from_1_15(client: httpx.AsyncClient) -> None:
     new = await client.get("/resource_providers", headers=v("1.15"))
     assert new.headers["cache-control"] == "no-cache"
     assert new.headers["last-modified"].endswith("GMT")
+
+
+AGG1 = "42896e0d-205d-4fe3-bd1e-100924931787"
+AGG2 = "5e08ea53-c4c6-448e-9334-ac4953de3cfa"
+AGG3 = "11111111-2222-4333-8444-555555555555"
+
+
+@pytest.fixture
+async def three(client: httpx.AsyncClient) -> dict[str, str]:
+    """Three providers: a in AGG1 with AVX; b in AGG1+AGG2 with AVX+SSE; c in AGG3, no traits."""
+    made = {}
+    for name, aggs, traits in (
+        ("a", [AGG1], ["HW_CPU_X86_AVX"]),
+        ("b", [AGG1, AGG2], ["HW_CPU_X86_AVX", "HW_CPU_X86_SSE"]),
+        ("c", [AGG3], []),
+    ):
+        uuid = (await create(client, name))["uuid"]
+        made[name] = uuid
+        put = await client.put(
+            f"/resource_providers/{uuid}/aggregates",
+            json={"aggregates": aggs, "resource_provider_generation": 0},
+        )
+        assert put.status_code == 200
+        put = await client.put(
+            f"/resource_providers/{uuid}/traits",
+            json={"traits": traits, "resource_provider_generation": 1},
+        )
+        assert put.status_code == 200
+    return made
+
+
+async def listed(client: httpx.AsyncClient, query: str, version: str = "latest") -> list[str]:
+    response = await client.get(f"/resource_providers?{query}", headers=v(version))
+    assert response.status_code == 200, response.text
+    return sorted(p["name"] for p in response.json()["resource_providers"])
+
+
+@pytest.mark.parametrize(
+    ("query", "version", "names"),
+    [
+        (f"member_of={AGG1}", "1.3", ["a", "b"]),
+        (f"member_of={AGG2}", "1.3", ["b"]),
+        (f"member_of=in:{AGG2},{AGG3}", "1.3", ["b", "c"]),
+        ("member_of=" + "9" * 8 + "-9999-4999-8999-" + "9" * 12, "1.3", []),
+        (f"member_of={AGG1}&member_of={AGG2}", "1.24", ["b"]),
+        (f"member_of={AGG1}&member_of=in:{AGG2},{AGG3}", "1.24", ["b"]),
+        (f"member_of=!{AGG2}", "1.32", ["a", "c"]),
+        (f"member_of=!in:{AGG2},{AGG3}", "1.32", ["a"]),
+        (f"member_of={AGG1}&member_of=!{AGG2}", "1.32", ["a"]),
+        ("required=HW_CPU_X86_AVX", "1.18", ["a", "b"]),
+        ("required=HW_CPU_X86_AVX,HW_CPU_X86_SSE", "1.18", ["b"]),
+        ("required=HW_CPU_X86_SSE3", "1.18", []),
+        ("required=!HW_CPU_X86_SSE", "1.22", ["a", "c"]),
+        ("required=HW_CPU_X86_AVX,!HW_CPU_X86_SSE", "1.22", ["a"]),
+        ("required=!HW_CPU_X86_AVX,!HW_CPU_X86_SSE", "1.22", ["c"]),
+        ("required=in:HW_CPU_X86_SSE,HW_CPU_X86_SSE3", "1.39", ["b"]),
+        ("required=HW_CPU_X86_AVX&required=!HW_CPU_X86_SSE", "1.39", ["a"]),
+        # Before 1.39 a repeated `required` means its last value, as in Placement.
+        ("required=HW_CPU_X86_SSE&required=HW_CPU_X86_AVX", "1.38", ["a", "b"]),
+        (f"member_of={AGG1}&required=!HW_CPU_X86_SSE", "1.32", ["a"]),
+    ],
+)
+async def test_member_of_and_required_filters(
+    client: httpx.AsyncClient, three: dict[str, str], query: str, version: str, names: list[str]
+) -> None:
+    assert await listed(client, query, version) == names
+
+
+@pytest.mark.parametrize(
+    ("query", "version"),
+    [
+        (f"member_of={AGG1}&member_of={AGG2}", "1.23"),
+        (f"member_of=!{AGG1}", "1.31"),
+        ("member_of=not-a-uuid", "1.3"),
+        (f"member_of={AGG1},{AGG2}", "1.3"),
+        ("member_of=in:", "1.3"),
+        ("required=", "1.18"),
+        ("required=HW_CPU_X86_AVX,,HW_CPU_X86_SSE", "1.18"),
+        ("required=HW_CPU_X86_AVX,BOGUS_TRAIT", "1.18"),
+        ("required=!BOGUS_TRAIT", "1.22"),
+        ("required=!HW_CPU_X86_AVX", "1.21"),
+        ("required=in:HW_CPU_X86_AVX,HW_CPU_X86_SSE", "1.38"),
+        ("resources=VCPU", "1.4"),
+        ("resources=VCPU:0", "1.4"),
+        ("resources=VCPU:x", "1.4"),
+        ("resources=", "1.4"),
+        ("resources=NO_SUCH_CLASS:1", "1.4"),
+        ("resources=VCPU:1&resources=VCPU:2", "1.4"),
+    ],
+)
+async def test_bad_filter_values_are_400(
+    client: httpx.AsyncClient, three: dict[str, str], query: str, version: str
+) -> None:
+    response = await client.get(f"/resource_providers?{query}", headers=v(version))
+    assert response.status_code == 400
+
+
+async def test_resources_filter_uses_capacity_units_and_steps(client: httpx.AsyncClient) -> None:
+    inventories = {
+        "small": {"VCPU": {"total": 4}, "MEMORY_MB": {"total": 1024, "reserved": 512}},
+        "big": {
+            "VCPU": {"total": 8, "allocation_ratio": 2.0, "max_unit": 8},
+            "MEMORY_MB": {"total": 8192, "step_size": 256, "min_unit": 512},
+        },
+        "disk": {"DISK_GB": {"total": 100}},
+    }
+    for name, inventory in inventories.items():
+        uuid = (await create(client, name))["uuid"]
+        put = await client.put(
+            f"/resource_providers/{uuid}/inventories",
+            json={"inventories": inventory, "resource_provider_generation": 0},
+        )
+        assert put.status_code == 200
+    assert await listed(client, "resources=VCPU:4") == ["big", "small"]
+    # 16 fits big's capacity ((8-0)*2) but not its max_unit (8).
+    assert await listed(client, "resources=VCPU:9") == []
+    assert await listed(client, "resources=MEMORY_MB:512") == ["big", "small"]
+    assert await listed(client, "resources=MEMORY_MB:513") == []
+    assert await listed(client, "resources=MEMORY_MB:768") == ["big"]
+    assert await listed(client, "resources=MEMORY_MB:256") == ["small"]
+    assert await listed(client, "resources=VCPU:1,DISK_GB:1") == []
+    assert await listed(client, "resources=DISK_GB:100&name=disk") == ["disk"]
+
+
+async def test_filters_combine_with_in_tree(
+    client: httpx.AsyncClient, three: dict[str, str]
+) -> None:
+    child = await create(client, "a-child", parent_provider_uuid=three["a"])
+    await client.put(
+        f"/resource_providers/{child['uuid']}/traits",
+        json={"traits": ["HW_CPU_X86_AVX"], "resource_provider_generation": 0},
+    )
+    assert await listed(client, f"in_tree={three['a']}") == ["a", "a-child"]
+    assert await listed(client, f"in_tree={child['uuid']}&required=HW_CPU_X86_AVX") == [
+        "a",
+        "a-child",
+    ]
+    assert await listed(client, f"in_tree={three['a']}&member_of={AGG1}") == ["a"]
