@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,10 +48,6 @@ class Topology:
     env: dict[str, str]
     workdir: Path
 
-    def spare(self, name: str) -> Process:
-        """Another `allot serve` of the same deployment, for tests that stop one."""
-        return Process(name, free_port(), self.env, self.workdir / f"{name}.log")
-
 
 def _base_env() -> dict[str, str]:
     # Nothing from the developer's own allot configuration leaks into the processes.
@@ -86,7 +83,9 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
         topo = Topology(servers, proxy, redis, database_url, env, workdir)
         try:
             for server in servers:
-                server.start()
+                server.launch()
+            for server in servers:
+                server.wait_ready()
             yield topo
         finally:
             for server in servers:
@@ -203,3 +202,191 @@ async def _eventually_status(client: httpx.AsyncClient, url: str, status: int) -
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{url} stayed {last}, expected {status}")
+
+
+# --- claims across processes ----------------------------------------------------------------
+
+CLAIM = {"VCPU": 1, "MEMORY_MB": 256}
+
+
+async def _provider(
+    client: httpx.AsyncClient, server: Process, token: str, name: str, inventories: dict[str, int]
+) -> str:
+    created = await client.post(
+        f"{server.url}/resource_providers", json={"name": name}, headers=_headers(token)
+    )
+    assert created.status_code == 200, created.text
+    provider: str = created.json()["uuid"]
+    response = await client.put(
+        f"{server.url}/resource_providers/{provider}/inventories",
+        json={
+            "resource_provider_generation": 0,
+            "inventories": {rc: {"total": total} for rc, total in inventories.items()},
+        },
+        headers=_headers(token),
+    )
+    assert response.status_code == 200, response.text
+    return provider
+
+
+def _claim_body(cpu: str, memory: str, user: str) -> dict[str, object]:
+    return {
+        "allocations": {
+            cpu: {"resources": {"VCPU": CLAIM["VCPU"]}},
+            memory: {"resources": {"MEMORY_MB": CLAIM["MEMORY_MB"]}},
+        },
+        "consumer_generation": None,
+        "project_id": "claims-project",
+        "user_id": user,
+        "consumer_type": "INSTANCE",
+    }
+
+
+async def _database_state(database_url: str, providers: list[str]) -> dict[str, object]:
+    """What PostgreSQL itself holds, read directly (not through allot)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            usage = await conn.execute(
+                text(
+                    "SELECT rp.uuid, rc.name, SUM(a.used) FROM allocations a "
+                    "JOIN resource_providers rp ON rp.id = a.resource_provider_id "
+                    "JOIN resource_classes rc ON rc.id = a.resource_class_id "
+                    "WHERE rp.uuid = ANY(:providers) GROUP BY rp.uuid, rc.name"
+                ),
+                {"providers": providers},
+            )
+            rows = await conn.execute(
+                text(
+                    "SELECT c.uuid, COUNT(a.id) FROM consumers c "
+                    "LEFT JOIN allocations a ON a.consumer_id = c.id GROUP BY c.uuid"
+                )
+            )
+            return {
+                "usage": {(p, rc): int(total) for p, rc, total in usage},
+                "allocation_rows": {c: int(n) for c, n in rows},
+            }
+    finally:
+        await engine.dispose()
+
+
+async def _reported_usage(client: httpx.AsyncClient, server: Process, token: str, rp: str) -> dict:
+    response = await client.get(
+        f"{server.url}/resource_providers/{rp}/usages", headers=_headers(token)
+    )
+    assert response.status_code == 200
+    usages: dict[str, int] = response.json()["usages"]
+    return usages
+
+
+async def test_concurrent_claims_over_both_processes_never_over_allocate(
+    topology: Topology,
+) -> None:
+    capacity = 40
+    admin = mint(roles=["admin"], project="ops", user="claims-setup")
+    async with _fresh_connections() as client:
+        cpu = await _provider(client, topology.servers[0], admin, "claims-cpu", {"VCPU": capacity})
+        memory = await _provider(
+            client, topology.servers[1], admin, "claims-mem", {"MEMORY_MB": 256 * 50}
+        )
+
+    outcomes: list[tuple[str, int, str]] = []
+
+    async def claimant(n: int) -> None:
+        # Each client its own subject (as many compute services would be), well under its limit.
+        user = f"claimant-{n}"
+        token = mint(roles=["admin"], project="claims-project", user=user)
+        async with _fresh_connections() as client:
+            for attempt in range(20):
+                server = topology.servers[(n + attempt) % 2]
+                consumer = str(uuid.uuid4())
+                response = await client.put(
+                    f"{server.url}/allocations/{consumer}",
+                    json=_claim_body(cpu, memory, user),
+                    headers=_headers(token),
+                )
+                code = "" if response.status_code == 204 else response.json()["errors"][0]["code"]
+                outcomes.append((server.name, response.status_code, code))
+                if code == "placement.undefined_code":  # no capacity left: stop, as Nova would
+                    return
+
+    await asyncio.gather(*(claimant(n) for n in range(16)))
+
+    assert {status for _, status, _ in outcomes} <= {204, 409}, "no 5xx, nothing else"
+    accepted = [name for name, status, _ in outcomes if status == 204]
+    assert {"a", "b"} <= set(accepted), "both processes accepted claims"
+    # Every client stopped only when told the provider was full: it is exactly full.
+    assert len(accepted) == capacity
+    state = await _database_state(topology.database_url, [cpu, memory])
+    assert state["usage"] == {
+        (cpu, "VCPU"): capacity * CLAIM["VCPU"],
+        (memory, "MEMORY_MB"): capacity * CLAIM["MEMORY_MB"],
+    }
+    async with _fresh_connections() as client:
+        for server in topology.servers:
+            assert await _reported_usage(client, server, admin, cpu) == {"VCPU": capacity}
+
+
+async def test_sigterm_during_load_leaves_nothing_partial(topology: Topology) -> None:
+    admin = mint(roles=["admin"], project="ops", user="sigterm-setup")
+    async with _fresh_connections() as client:
+        first = topology.servers[0]
+        cpu = await _provider(client, first, admin, "sigterm-cpu", {"VCPU": 100_000})
+        memory = await _provider(client, first, admin, "sigterm-mem", {"MEMORY_MB": 10_000_000})
+
+    # The last test of the module: it stops process b for good; a carries on.
+    server = topology.servers[1]
+    outcomes: dict[str, str] = {}  # consumer -> "204" | "409 <code>" | "unknown"
+    after_signal: list[int] = []
+    signalled = asyncio.Event()
+    enough_load = asyncio.Event()
+
+    async def claimant(n: int) -> None:
+        user = f"sigterm-claimant-{n}"
+        token = mint(roles=["admin"], project="claims-project", user=user)
+        async with _fresh_connections() as client:
+            for _ in range(RATE_LIMIT - 5):
+                consumer = str(uuid.uuid4())
+                was_signalled = signalled.is_set()
+                try:
+                    response = await client.put(
+                        f"{server.url}/allocations/{consumer}",
+                        json=_claim_body(cpu, memory, user),
+                        headers=_headers(token),
+                    )
+                except httpx.TransportError:
+                    outcomes[consumer] = "unknown"  # refused or cut: the outcome is unknown
+                    if signalled.is_set():
+                        return
+                    continue
+                outcomes[consumer] = str(response.status_code)
+                if signalled.is_set() and not was_signalled:
+                    after_signal.append(response.status_code)  # in flight at the signal
+                if len(outcomes) >= 60:
+                    enough_load.set()
+
+    clients = asyncio.gather(*(claimant(n) for n in range(24)))
+    await asyncio.wait_for(enough_load.wait(), timeout=120)
+    signalled.set()
+    exit_code = await asyncio.to_thread(server.terminate)
+    await clients
+
+    assert exit_code == 0, server.log_text()[-3000:]
+    assert set(outcomes.values()) <= {"204", "409", "unknown"}, "in-flight work never 5xx"
+    assert after_signal and set(after_signal) <= {204, 409}, "requests in flight finished"
+    state = await _database_state(topology.database_url, [cpu, memory])
+    rows: dict[str, int] = state["allocation_rows"]  # type: ignore[assignment]
+    # Nothing partial: a consumer exists only with both of its allocations.
+    mine = {c: n for c, n in rows.items() if c in outcomes}
+    assert set(mine.values()) <= {2}
+    accepted = {c for c, o in outcomes.items() if o == "204"}
+    assert accepted <= set(mine), "every acknowledged claim is stored"
+    assert set(mine) <= accepted | {c for c, o in outcomes.items() if o == "unknown"}
+    assert state["usage"] == {(cpu, "VCPU"): len(mine), (memory, "MEMORY_MB"): 256 * len(mine)}
+    # The rest of the deployment carried on.
+    async with _fresh_connections() as client:
+        usage = await _reported_usage(client, topology.servers[0], admin, cpu)
+    assert usage == {"VCPU": len(mine)}

@@ -82,6 +82,11 @@ class Process:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process without waiting (several can boot at once)."""
         with self.log.open("ab") as out:
             self.popen = subprocess.Popen(
                 [
@@ -95,7 +100,9 @@ class Process:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_for(self._healthy, f"{self.name} to serve", timeout=90)
+
+    def wait_ready(self) -> None:
+        wait_for(self._healthy, f"{self.name} to serve", timeout=120)
 
     def _healthy(self) -> bool:
         assert self.popen is not None
