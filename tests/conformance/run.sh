@@ -25,6 +25,7 @@ export CONFORMANCE_VENV=${CONFORMANCE_VENV:-$ROOT/.venv}
 PLACEMENT_VENV=${PLACEMENT_VENV:-/tmp/placement-venv}
 PLACEMENT_TOOLS=${PLACEMENT_TOOLS:-$ROOT/../shared/tools/placement}
 RESULTS="$CONFORMANCE_OUT/results-$CONFORMANCE_PORT.json"
+LOG="$CONFORMANCE_OUT/allot-$CONFORMANCE_PORT.log"
 LIST="$HERE/expected-failures.txt"
 mkdir -p "$CONFORMANCE_OUT"
 
@@ -47,6 +48,7 @@ export CONFORMANCE_JWT_SECRET
 stop_server() { bash "$HERE/reset.sh" stop || true; }
 trap stop_server EXIT
 stop_server  # a server left by an interrupted run on this port
+rm -f "$LOG"
 
 if ! psql -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$CONFORMANCE_DB'" | grep -q 1; then
   createdb "$CONFORMANCE_DB"
@@ -75,4 +77,14 @@ fi
 
 gate_args=("$@")
 [ "${CONFORMANCE_PRUNE:-0}" = 1 ] && gate_args+=(--prune)
-"$CONFORMANCE_VENV/bin/python" "$HERE/gate.py" "$RESULTS" "$LIST" "${gate_args[@]}"
+status=0
+"$CONFORMANCE_VENV/bin/python" "$HERE/gate.py" "$RESULTS" "$LIST" "${gate_args[@]}" || status=$?
+
+# Whatever the tests expected, allot never answers 5xx to them: each one is logged at ERROR.
+server_errors=$(grep -c '"status": 5[0-9][0-9]' "$LOG" || true)
+if [ "$server_errors" != 0 ]; then
+  echo "conformance gate: FAILED: allot answered $server_errors request(s) with 5xx; see $LOG"
+  grep '"status": 5[0-9][0-9]' "$LOG" | head -5 | cut -c1-400
+  status=1
+fi
+exit $status
