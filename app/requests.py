@@ -88,3 +88,8 @@ def validate(model: type[M], document: Any) -> M:
 def href(request: Request, path: str) -> str:
     """A link to one of our resources, under whatever prefix we are mounted (e.g. /placement)."""
     return f"{request.scope.get('root_path', '')}{path}"
+
+
+def location_url(request: Request, path: str) -> str:
+    """A Location header: an absolute URL under our prefix, as Placement sends it."""
+    return str(request.base_url).rstrip("/") + path

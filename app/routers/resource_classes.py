@@ -12,7 +12,7 @@ from app.httpcache import set_last_modified
 from app.microversion import Version, since
 from app.models import ResourceClass
 from app.openapi import json_body_doc
-from app.requests import href, json_body, validate
+from app.requests import href, json_body, location_url, validate
 from app.schemas.common import PathName as ClassName
 from app.schemas.resource_classes import (
     ResourceClassCreate,
@@ -59,7 +59,7 @@ async def create_resource_class(
 ) -> Response:
     body = validate(ResourceClassCreate, await json_body(request))
     await database.write(lambda s: service.create(s, body.name))
-    location = href(request, f"/resource_classes/{body.name}")
+    location = location_url(request, f"/resource_classes/{body.name}")
     return Response(status_code=201, headers={"location": location})
 
 
@@ -100,7 +100,7 @@ async def update_resource_class(
         # Created or already there, the answer says where the class is.
         return Response(
             status_code=201 if created else 204,
-            headers={"location": href(request, f"/resource_classes/{name}")},
+            headers={"location": location_url(request, f"/resource_classes/{name}")},
         )
     body = validate(ResourceClassRename, await json_body(request))
     rc = await database.write(lambda s: service.rename(s, name, body.name))

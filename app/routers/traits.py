@@ -13,7 +13,7 @@ from app.errors import QUERY_BAD_VALUE, bad_request
 from app.httpcache import set_last_modified
 from app.microversion import Version, since
 from app.query import Query as QueryString
-from app.requests import href
+from app.requests import location_url
 from app.schemas.common import CUSTOM_NAME_PATTERN, PathName
 from app.schemas.traits import TraitList
 from app.services import traits as service
@@ -92,7 +92,8 @@ async def create_trait(
     trait, created = await database.write(lambda s: service.ensure(s, name))
     # Created or already there, the answer says where the trait is (and, from 1.15, since when).
     out = Response(
-        status_code=201 if created else 204, headers={"location": href(request, f"/traits/{name}")}
+        status_code=201 if created else 204,
+        headers={"location": location_url(request, f"/traits/{name}")},
     )
     set_last_modified(out, version, trait.created_at)
     return out

@@ -81,7 +81,8 @@ async def test_put_ensures_from_1_7(client: httpx.AsyncClient) -> None:
     second = await client.put("/resource_classes/CUSTOM_GPU")
     assert second.status_code == 204
     # Either way the client is told where the class lives.
-    assert first.headers["location"] == second.headers["location"] == "/resource_classes/CUSTOM_GPU"
+    assert first.headers["location"] == second.headers["location"]
+    assert first.headers["location"] == "http://allot.test/resource_classes/CUSTOM_GPU"
     bad = await client.put("/resource_classes/GPU")
     assert bad.status_code == 400
 
