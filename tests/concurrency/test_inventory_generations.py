@@ -1,0 +1,199 @@
+"""Many clients replace one provider's inventory with the same generation at the same moment:
+exactly one wins, every other one gets 409 placement.concurrent_update, and what is stored is
+the winner's inventory, at the next generation.
+
+Real `allot serve` processes (two workers) on PostgreSQL (a database of its own) and on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.db import make_engine
+from app.migrations_runner import upgrade
+from tests.conftest import PG_URL, TEST_SECRET, auth, mint
+from tests.conftest import test_settings as settings_for
+
+pytestmark = pytest.mark.slow
+
+ALLOT = str(Path(sys.executable).with_name("allot"))
+PORTS = range(8100, 8200)  # this suite's port range on the shared machine
+CLIENTS = 24
+ROUNDS = 6
+HEADERS = {"openstack-api-version": "placement latest"}
+
+
+def _free_port() -> int:
+    for port in random.sample(PORTS, len(PORTS)):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 8100-8199")
+
+
+@contextlib.contextmanager
+def serve(database_url: str, log: Path, workers: int = 2) -> Iterator[str]:
+    """`allot serve` in its own process group, stopped (that group only) afterwards."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "ALLOT_DATABASE_URL": database_url,
+        "ALLOT_AUTH_JWT_SECRET": TEST_SECRET,
+        "ALLOT_RATE_LIMIT": "off",
+        "ALLOT_RATE_LIMIT_ANON": "off",
+        "ALLOT_LOG_LEVEL": "WARNING",
+        "ALLOT_DATABASE_POOL_SIZE": "8",
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [ALLOT, "serve", "--workers", str(workers), "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"allot serve exited:\n{log.read_text()[-3000:]}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "allot serve did not come up"
+            time.sleep(0.2)
+        yield base
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _inventory(client_index: int, round_index: int) -> dict[str, Any]:
+    """Each client's own inventory; a class appears or goes, so inserts and deletes race too."""
+    inventory: dict[str, Any] = {"VCPU": {"total": 100 + client_index, "reserved": round_index}}
+    if (client_index + round_index) % 2:
+        inventory["MEMORY_MB"] = {"total": 1024 * (client_index + 1), "step_size": 256}
+    return inventory
+
+
+async def _put_when_started(
+    client: httpx.AsyncClient, url: str, start: asyncio.Event, body: dict[str, Any]
+) -> httpx.Response:
+    await start.wait()
+    return await client.put(url, json=body)
+
+
+async def _round(clients: list[httpx.AsyncClient], url: str, generation: int) -> None:
+    """Every client PUTs its own inventory with `generation`, released at the same moment."""
+    start = asyncio.Event()
+    tasks = [
+        asyncio.create_task(
+            _put_when_started(
+                client,
+                url,
+                start,
+                {
+                    "resource_provider_generation": generation,
+                    "inventories": _inventory(index, generation),
+                },
+            )
+        )
+        for index, client in enumerate(clients)
+    ]
+    await asyncio.sleep(0.05)  # let every task reach the start line
+    start.set()
+    responses = await asyncio.gather(*tasks)
+
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: 1, 409: len(clients) - 1}, statuses
+    for response in responses:
+        if response.status_code == 409:
+            assert response.json()["errors"][0]["code"] == "placement.concurrent_update"
+    [winner] = [i for i, r in enumerate(responses) if r.status_code == 200]
+    stored = (await clients[0].get(url)).json()
+    assert stored == responses[winner].json()
+    assert stored["resource_provider_generation"] == generation + 1
+    wanted = _inventory(winner, generation)
+    assert set(stored["inventories"]) == set(wanted)
+    for name, fields in wanted.items():
+        for field, value in fields.items():
+            assert stored["inventories"][name][field] == value
+
+
+async def _race(base: str) -> None:
+    headers = {**auth(mint(roles=["admin"], project="race")), **HEADERS}
+    # One connection per client, so the writes really are concurrent.
+    clients = [
+        httpx.AsyncClient(base_url=base, headers=headers, timeout=60) for _ in range(CLIENTS)
+    ]
+    try:
+        created = await clients[0].post("/resource_providers", json={"name": "raced"})
+        assert created.status_code == 200, created.text
+        url = f"/resource_providers/{created.json()['uuid']}/inventories"
+        for generation in range(ROUNDS):
+            await _round(clients, url, generation)
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[str]:
+    """A PostgreSQL database of this test's own, migrated, dropped afterwards."""
+    if not PG_URL:
+        pytest.skip("needs ALLOT_TEST_DATABASE_URL (CI always sets it)")
+    url = make_url(PG_URL)
+    name = f"{url.database}_inventory_race"
+    admin = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    database_url = url.set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(database_url, settings_for(database_url))
+    await upgrade(engine)
+    await engine.dispose()
+    try:
+        yield database_url
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def test_one_writer_wins_on_postgresql(own_postgres: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp, serve(own_postgres, Path(tmp) / "serve.log") as base:
+        await _race(base)
+
+
+async def test_one_writer_wins_on_sqlite() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        database_url = f"sqlite+aiosqlite:///{Path(tmp) / 'race.db'}"
+        with serve(database_url, Path(tmp) / "serve.log") as base:
+            await _race(base)
