@@ -97,6 +97,9 @@ class Prepared:
     bump_ids: list[int]  # the providers whose generation this write moves (all locked)
     old: _Old
     before: dict[tuple[int, int], int]  # usage of the locked providers before this write
+    # A write may leave an (already) overcommitted provider no worse than it was. Not the
+    # reshaper: it changes the inventory too, so "before" says nothing about the new one.
+    tolerate_overcommit: bool = True
 
 
 # --- reads ---
@@ -211,6 +214,7 @@ async def prepare(
     writes: Sequence[ConsumerWrite],
     *,
     also_lock: Iterable[int] = (),
+    tolerate_overcommit: bool = True,
 ) -> Prepared:
     """Steps 1-4 and the release of the old allocations (the reshaper then changes inventory)."""
     _check_projects(access, writes)
@@ -248,6 +252,7 @@ async def prepare(
         bump_ids=sorted(bump),
         old=old,
         before=before,
+        tolerate_overcommit=tolerate_overcommit,
     )
 
 
@@ -484,7 +489,7 @@ async def _check_capacity(
                     )
                 before = prepared.before.get(key, 0)
                 after = before - old.get(key, 0) + adding[key]
-                if not inventory.accepts(before, after):
+                if not inventory.accepts(before if prepared.tolerate_overcommit else 0, after):
                     raise _unallocatable(
                         f"{rc} on {rp_uuid}: {after} would exceed capacity {inventory.capacity}",
                         pointer,

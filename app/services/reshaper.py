@@ -48,7 +48,9 @@ async def reshape(
     writes: Sequence[ConsumerWrite],
 ) -> None:
     provider_ids = await _existing_providers(session, access, changes)
-    prepared = await allocations.prepare(session, access, writes, also_lock=provider_ids.values())
+    prepared = await allocations.prepare(
+        session, access, writes, also_lock=provider_ids.values(), tolerate_overcommit=False
+    )
     for change in changes:
         await inventories.replace_all(
             session, access, version, change.provider_uuid, change.generation, change.inventories
