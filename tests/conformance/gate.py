@@ -1,11 +1,11 @@
 """The conformance gate: compare one harness run with tests/conformance/expected-failures.txt.
 
-    python tests/conformance/gate.py RESULTS_JSON LIST [--prune] [--baseline GLOB=WHY ...]
+    python tests/conformance/gate.py RESULTS_JSON LIST [--full] [--prune] [--baseline GLOB=WHY ...]
 
 It fails (exit 1) when, in a file that ran:
   - a test failed that the list does not name (a regression, or a new test),
   - a listed test passed (fixed: delete its line, so the list only shrinks),
-  - a listed test does not exist in that file (a stale line).
+  - a listed test does not exist in that file (a stale line; with --full, in any file).
 Lines for files that did not run (a CONFORMANCE_ONLY subset) are left alone.
 
 --prune deletes the lines of listed tests that passed and the stale ones; it never adds lines.
@@ -66,6 +66,9 @@ def main() -> int:
     parser.add_argument("results")
     parser.add_argument("list")
     parser.add_argument("--prune", action="store_true")
+    parser.add_argument(
+        "--full", action="store_true", help="every file ran: a line naming another file is stale"
+    )
     parser.add_argument("--baseline", action="append", default=[], metavar="GLOB=WHY")
     args = parser.parse_args()
 
@@ -79,7 +82,7 @@ def main() -> int:
 
     new = sorted(k for k, o in seen.items() if o == "fail" and k not in listed)
     fixed = sorted(k for k, o in seen.items() if o == "pass" and k in listed)
-    stale = sorted(k for k in listed if k[0] in results and k not in seen)
+    stale = sorted(k for k in listed if (args.full or k[0] in results) and k not in seen)
 
     if args.prune and (fixed or stale):
         drop = {listed[k].line_no for k in fixed + stale}

@@ -77,6 +77,7 @@ fi
 
 gate_args=("$@")
 [ "${CONFORMANCE_PRUNE:-0}" = 1 ] && gate_args+=(--prune)
+[ -z "$CONFORMANCE_ONLY" ] && gate_args+=(--full)
 status=0
 "$CONFORMANCE_VENV/bin/python" "$HERE/gate.py" "$RESULTS" "$LIST" "${gate_args[@]}" || status=$?
 
