@@ -13,7 +13,8 @@ from app.errors import ApiError, not_found
 from app.httpcache import set_last_modified
 from app.microversion import Version
 from app.openapi import json_body_doc
-from app.routers.resource_providers import absolute, provider_body
+from app.requests import location_url
+from app.routers.resource_providers import provider_body
 from app.schemas.common import PathName
 from app.schemas.inventories import (
     InventoriesReplace,
@@ -116,7 +117,9 @@ async def create_inventory(
     out = JSONResponse(
         _one(state, name),
         status_code=201,
-        headers={"location": absolute(request, f"/resource_providers/{uuid}/inventories/{name}")},
+        headers={
+            "location": location_url(request, f"/resource_providers/{uuid}/inventories/{name}")
+        },
     )
     set_last_modified(out, version, _modified(state, name))
     return out

@@ -17,7 +17,7 @@ from app.httpcache import set_last_modified
 from app.microversion import Microversion, Version
 from app.openapi import json_body_doc
 from app.query import Query as QueryString
-from app.requests import href, json_body, validate
+from app.requests import href, json_body, location_url, validate
 from app.schemas.common import link
 from app.schemas.providers import (
     ProviderCreate,
@@ -94,11 +94,6 @@ async def provider_body(
         raise
 
 
-def absolute(request: Request, path: str) -> str:
-    """A Location header value: an absolute URL, as Placement sends."""
-    return str(request.base_url).rstrip("/") + path
-
-
 def shape(request: Request, version: Microversion, provider: Provider) -> dict[str, Any]:
     """A provider as Placement shows it at this microversion (plus its owner, when set)."""
     url = href(request, f"/resource_providers/{provider.uuid}")
@@ -170,7 +165,7 @@ async def create_resource_provider(
             s, access, name=body.name, uuid=uuid, parent_uuid=parent, owner=owner
         )
     )
-    location = absolute(request, f"/resource_providers/{provider.uuid}")
+    location = location_url(request, f"/resource_providers/{provider.uuid}")
     if not version.at_least(BODY_ON_CREATE_SINCE):
         return Response(status_code=201, headers={"location": location})
     out = JSONResponse(shape(request, version, provider), headers={"location": location})
