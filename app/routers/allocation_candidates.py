@@ -85,7 +85,7 @@ def _body(
 def _request(c: Candidate, result: service.Result, version: Microversion) -> dict[str, Any]:
     by_provider: dict[str, dict[str, int]] = {}
     for pid, rc, amount in c.parts:
-        by_provider.setdefault(result.uuids[pid], {})[result.class_names[rc]] = amount
+        by_provider.setdefault(result.uuids[pid], {})[result.names.classes[rc]] = amount
     if not version.at_least(DICT_FORMAT):
         return {
             "allocations": [

@@ -20,7 +20,7 @@ from app.errors import bad_request
 from app.microversion import Microversion
 from app.models import ResourceProvider
 from app.services.candidates import loader
-from app.services.candidates.loader import RootFilter, Summary, Wanted
+from app.services.candidates.loader import Names, RootFilter, Summary
 from app.services.candidates.search import Budget, Candidate, Group, Provider, Rules, World, search
 from app.services.request_groups import NESTED, CandidatesRequest, RequestGroup
 
@@ -36,10 +36,9 @@ MIN_STEPS = 100_000
 @dataclass
 class Result:
     candidates: list[Candidate] = field(default_factory=list)
-    uuids: dict[int, str] = field(default_factory=dict)
-    class_names: dict[int, str] = field(default_factory=dict)
+    uuids: dict[int, str] = field(default_factory=dict)  # of the providers in candidates
     summaries: dict[int, Summary] = field(default_factory=dict)
-    roots: set[int] = field(default_factory=set)  # trees that give resources
+    names: Names = field(default_factory=Names)
 
 
 class _NoMatch(Exception):
@@ -67,20 +66,16 @@ async def find(
     try:
         groups = await _compile(session, request, classes, traits, visible)
     except _NoMatch:
-        return Result(class_names={v: k for k, v in classes.items()})
+        return Result()
+    result = Result()
     shares = traits.get(SHARES_VIA_AGGREGATE)
-    wanted = Wanted(
-        class_ids=sorted(classes.values()),
-        trait_ids=sorted(set(traits.values())),
-        aggregates=True,
-    )
     sharing: dict[int, Provider] = {}
     if shares is not None:
-        sharing_trees = await loader.sharing_roots(session, shares, visible)
-        sharing = await loader.load_trees(session, sharing_trees, wanted, visible)
+        sharing_trees = loader.sharing_roots(shares, visible)
+        sharing = await loader.load_trees(session, sharing_trees, visible, result.names)
     roots = _root_filter(request, groups, traits, visible, has_sharing=bool(sharing))
     if roots is None:
-        return Result(class_names={v: k for k, v in classes.items()})
+        return result
     rules = Rules(
         groups=groups,
         isolate=request.group_policy == "isolate",
@@ -90,9 +85,7 @@ async def find(
         breadth_first=breadth_first,
     )
     target = min(request.limit or max_candidates, max_candidates)
-    result = await _collect(session, rules, roots, wanted, visible, sharing, shares, target)
-    result.class_names = {v: k for k, v in classes.items()}
-    result.summaries = await _summaries(session, result, visible, rules.nested)
+    await _collect(session, result, rules, roots, visible, sharing, shares, target)
     return result
 
 
@@ -170,51 +163,53 @@ def _root_filter(
 
 async def _collect(
     session: AsyncSession,
+    result: Result,
     rules: Rules,
     roots: RootFilter,
-    wanted: Wanted,
     visible: ColumnElement[bool],
     sharing: dict[int, Provider],
     shares: int | None,
     target: int,
-) -> Result:
-    result = Result()
+) -> None:
+    """Search batches of trees until `target` distinct candidates (or the budget) are reached,
+    summarising the providers involved as each batch is done."""
     seen: set[Candidate] = set()
     budget = Budget(max(MIN_STEPS, STEPS_PER_CANDIDATE * target))
     after, batch = 0, max(MIN_BATCH_ROOTS, min(BATCH_ROOTS, 2 * target))
     while len(result.candidates) < target and budget.left > 0:
-        anchors = await loader.next_roots(session, roots, after, batch)
+        trees = await loader.load_trees(
+            session, loader.next_roots(roots, after, batch), visible, result.names
+        )
+        anchors = sorted(pid for pid, p in trees.items() if p.parent_id is None)
         if not anchors:
             break
         after, batch = anchors[-1], BATCH_ROOTS
-        trees = await loader.load_trees(session, anchors, wanted, visible)
         world = loader.world_of(trees, sharing, shares)
+        found: list[Candidate] = []
         for candidate in search(world, anchors, rules, budget):
             if candidate in seen:
                 continue
             seen.add(candidate)
-            result.candidates.append(candidate)
-            _remember_uuids(result, world, candidate)
-            if len(result.candidates) >= target:
+            found.append(candidate)
+            if len(result.candidates) + len(found) >= target:
                 break
-    return result
+        result.candidates.extend(found)
+        _summarise(result, world, found, nested=rules.nested)
 
 
-def _remember_uuids(result: Result, world: World, candidate: Candidate) -> None:
-    for pid, _, _ in candidate.parts:
+def _summarise(result: Result, world: World, found: list[Candidate], *, nested: bool) -> None:
+    """Summaries of the providers giving resources (before 1.29) or of their whole trees."""
+    givers = {pid for c in found for pid, _, _ in c.parts}
+    for c in found:
+        for _, pids in c.mappings:
+            for pid in pids:
+                result.uuids[pid] = world.providers[pid].uuid
+    for pid in givers:
         result.uuids[pid] = world.providers[pid].uuid
-        result.roots.add(world.providers[pid].root_id)
-    for _, pids in candidate.mappings:
-        for pid in pids:
-            result.uuids[pid] = world.providers[pid].uuid
-
-
-async def _summaries(
-    session: AsyncSession, result: Result, visible: ColumnElement[bool], nested: bool
-) -> dict[int, Summary]:
-    providers = {pid for c in result.candidates for pid, _, _ in c.parts}
-    if not providers:
-        return {}
-    if not nested:
-        return await loader.summaries(session, visible, provider_ids=sorted(providers))
-    return await loader.summaries(session, visible, roots=sorted(result.roots))
+    if nested:
+        roots = {world.providers[pid].root_id for pid in givers}
+        wanted = [pid for pid, p in world.providers.items() if p.root_id in roots]
+    else:
+        wanted = sorted(givers)
+    new = [pid for pid in wanted if pid not in result.summaries]
+    result.summaries.update(loader.summarise(world.providers, new, result.names))

@@ -11,9 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement, Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from app.models import (
     Aggregate,
@@ -65,16 +64,14 @@ async def root_of(session: AsyncSession, uuid: str, visible: ColumnElement[bool]
     return root
 
 
-async def sharing_roots(
-    session: AsyncSession, shares_trait: int, visible: ColumnElement[bool]
-) -> list[int]:
-    rows = await session.execute(
+def sharing_roots(shares_trait: int, visible: ColumnElement[bool]) -> Select[Any]:
+    """SQL: the roots of the trees that hold a visible sharing provider."""
+    return (
         select(RP.root_provider_id)
         .join(ProviderTrait, ProviderTrait.resource_provider_id == RP.id)
         .where(ProviderTrait.trait_id == shares_trait, visible)
         .distinct()
     )
-    return [r for (r,) in rows.all() if r is not None]
 
 
 @dataclass(frozen=True)
@@ -85,8 +82,8 @@ class RootFilter:
     only: Sequence[int] | None = None  # the anchors, when in_tree pins them
 
 
-async def next_roots(session: AsyncSession, rf: RootFilter, after: int, count: int) -> list[int]:
-    """The next `count` root providers (ascending id) that may anchor a candidate."""
+def next_roots(rf: RootFilter, after: int, count: int) -> Select[Any]:
+    """SQL: the next `count` root providers (ascending id) that may anchor a candidate."""
     stmt = select(RP.id).where(RP.parent_provider_id.is_(None), RP.id > after, rf.visible)
     if rf.only is not None:
         stmt = stmt.where(RP.id.in_(rf.only))
@@ -103,26 +100,26 @@ async def next_roots(session: AsyncSession, rf: RootFilter, after: int, count: i
                 ProviderTrait.trait_id.in_(rf.forbidden),
             )
         )
-    rows = await session.execute(stmt.order_by(RP.id).limit(count))
-    return [r for (r,) in rows.all()]
+    return stmt.order_by(RP.id).limit(count)
 
 
 @dataclass
-class Wanted:
-    """What the search needs to know of each provider."""
+class Names:
+    """Names of the resource classes and traits met while loading, by id."""
 
-    class_ids: Sequence[int]
-    trait_ids: Sequence[int]
-    aggregates: bool
+    classes: dict[int, str] = field(default_factory=dict)
+    traits: dict[int, str] = field(default_factory=dict)
 
 
 async def load_trees(
-    session: AsyncSession, roots: Sequence[int], wanted: Wanted, visible: ColumnElement[bool]
+    session: AsyncSession,
+    roots: Select[Any],
+    visible: ColumnElement[bool],
+    names: Names,
 ) -> dict[int, Provider]:
-    """The visible providers of some trees, with the inventories, traits and aggregates asked."""
-    if not roots:
-        return {}
-    in_trees = RP.root_provider_id.in_(list(roots))
+    """The visible providers of the trees whose roots `roots` selects, with every inventory
+    (and its usage), trait and aggregate: enough to search and to summarise them."""
+    in_trees = RP.root_provider_id.in_(roots.scalar_subquery())
     rows = await session.execute(
         select(RP.id, RP.uuid, RP.parent_provider_id, RP.root_provider_id).where(in_trees, visible)
     )
@@ -132,52 +129,49 @@ async def load_trees(
     }
     if not providers:
         return providers
-    if wanted.class_ids:
-        inv = await session.execute(
-            select(
-                Inventory.resource_provider_id,
-                Inventory.resource_class_id,
-                Inventory.total,
-                Inventory.reserved,
-                Inventory.min_unit,
-                Inventory.max_unit,
-                Inventory.step_size,
-                Inventory.allocation_ratio,
-                used_amount(Inventory.resource_provider_id, Inventory.resource_class_id).label(
-                    "used"
-                ),
-            )
-            .join(RP, RP.id == Inventory.resource_provider_id)
-            .where(in_trees, Inventory.resource_class_id.in_(list(wanted.class_ids)))
+    inv = await session.execute(
+        select(
+            Inventory.resource_provider_id,
+            Inventory.resource_class_id,
+            ResourceClass.name,
+            Inventory.total,
+            Inventory.reserved,
+            Inventory.min_unit,
+            Inventory.max_unit,
+            Inventory.step_size,
+            Inventory.allocation_ratio,
+            used_amount(Inventory.resource_provider_id, Inventory.resource_class_id).label("used"),
         )
-        for r in inv.all():
-            p = providers.get(r.resource_provider_id)
-            if p is not None:
-                p.inventory[r.resource_class_id] = (_limits(r), int(r.used))
-    if wanted.trait_ids:
-        traits: dict[int, set[int]] = defaultdict(set)
-        trait_rows = await session.execute(
-            select(ProviderTrait.resource_provider_id, ProviderTrait.trait_id)
-            .join(RP, RP.id == ProviderTrait.resource_provider_id)
-            .where(in_trees, ProviderTrait.trait_id.in_(list(wanted.trait_ids)))
-        )
-        for pid, tid in trait_rows.all():
-            traits[pid].add(tid)
-        for pid, found in traits.items():
-            if pid in providers:
-                providers[pid].traits = frozenset(found)
-    if wanted.aggregates:
-        aggs: dict[int, set[int]] = defaultdict(set)
-        agg_rows = await session.execute(
-            select(ProviderAggregate.resource_provider_id, ProviderAggregate.aggregate_id)
-            .join(RP, RP.id == ProviderAggregate.resource_provider_id)
-            .where(in_trees)
-        )
-        for pid, aid in agg_rows.all():
-            aggs[pid].add(aid)
-        for pid, found in aggs.items():
-            if pid in providers:
-                providers[pid].aggregates = frozenset(found)
+        .join(RP, RP.id == Inventory.resource_provider_id)
+        .join(ResourceClass, ResourceClass.id == Inventory.resource_class_id)
+        .where(in_trees)
+    )
+    for r in inv.all():
+        p = providers.get(r.resource_provider_id)
+        if p is not None:
+            p.inventory[r.resource_class_id] = (_limits(r), int(r.used))
+            names.classes[r.resource_class_id] = r.name
+    traits: dict[int, set[int]] = defaultdict(set)
+    trait_rows = await session.execute(
+        select(ProviderTrait.resource_provider_id, ProviderTrait.trait_id, Trait.name)
+        .join(RP, RP.id == ProviderTrait.resource_provider_id)
+        .join(Trait, Trait.id == ProviderTrait.trait_id)
+        .where(in_trees)
+    )
+    for pid, tid, name in trait_rows.all():
+        traits[pid].add(tid)
+        names.traits[tid] = name
+    aggs: dict[int, set[int]] = defaultdict(set)
+    agg_rows = await session.execute(
+        select(ProviderAggregate.resource_provider_id, ProviderAggregate.aggregate_id)
+        .join(RP, RP.id == ProviderAggregate.resource_provider_id)
+        .where(in_trees)
+    )
+    for pid, aid in agg_rows.all():
+        aggs[pid].add(aid)
+    for pid, p in providers.items():
+        p.traits = frozenset(traits.get(pid, ()))
+        p.aggregates = frozenset(aggs.get(pid, ()))
     return providers
 
 
@@ -201,7 +195,7 @@ def world_of(
     for p in trees.values():
         members[p.root_id].append(p.id)
     sharing_ids = (
-        sorted(pid for pid, p in providers.items() if shares_trait in p.traits)
+        sorted(pid for pid, p in sharing.items() if shares_trait in p.traits)
         if shares_trait is not None
         else []
     )
@@ -222,60 +216,23 @@ class Summary:
     traits: list[str] = field(default_factory=list)
 
 
-async def summaries(
-    session: AsyncSession,
-    visible: ColumnElement[bool],
-    *,
-    roots: Sequence[int] = (),
-    provider_ids: Sequence[int] = (),
+def summarise(
+    providers: dict[int, Provider], ids: Iterable[int], names: Names
 ) -> dict[int, Summary]:
-    """Summaries of every visible provider in `roots`' trees, or of `provider_ids` only."""
-    if roots:
-        scope = RP.root_provider_id.in_(list(roots))
-    elif provider_ids:
-        scope = RP.id.in_(list(provider_ids))
-    else:
-        return {}
-    parent = aliased(RP)
-    root = aliased(RP)
-    rows = await session.execute(
-        select(RP.id, RP.uuid, parent.uuid.label("parent_uuid"), root.uuid.label("root_uuid"))
-        .outerjoin(parent, parent.id == RP.parent_provider_id)
-        .outerjoin(root, root.id == RP.root_provider_id)
-        .where(scope, visible)
-    )
-    out = {r.id: Summary(r.uuid, r.parent_uuid, r.root_uuid or r.uuid) for r in rows.all()}
-    if not out:
-        return out
-    inv = await session.execute(
-        select(
-            Inventory.resource_provider_id,
-            ResourceClass.name,
-            Inventory.total,
-            Inventory.reserved,
-            Inventory.min_unit,
-            Inventory.max_unit,
-            Inventory.step_size,
-            Inventory.allocation_ratio,
-            used_amount(Inventory.resource_provider_id, Inventory.resource_class_id).label("used"),
+    """Summaries (capacity, usage, traits, tree) of some loaded providers."""
+    out: dict[int, Summary] = {}
+    for pid in ids:
+        p = providers[pid]
+        parent = providers.get(p.parent_id) if p.parent_id is not None else None
+        root = providers.get(p.root_id)
+        out[pid] = Summary(
+            uuid=p.uuid,
+            parent_uuid=parent.uuid if parent else None,
+            root_uuid=root.uuid if root else p.uuid,
+            resources={
+                names.classes[rc]: (limits.capacity, used)
+                for rc, (limits, used) in p.inventory.items()
+            },
+            traits=sorted(names.traits[t] for t in p.traits),
         )
-        .join(RP, RP.id == Inventory.resource_provider_id)
-        .join(ResourceClass, ResourceClass.id == Inventory.resource_class_id)
-        .where(scope)
-    )
-    for r in inv.all():
-        s = out.get(r.resource_provider_id)
-        if s is not None:
-            s.resources[r.name] = (_limits(r).capacity, int(r.used))
-    traits = await session.execute(
-        select(ProviderTrait.resource_provider_id, Trait.name)
-        .join(RP, RP.id == ProviderTrait.resource_provider_id)
-        .join(Trait, Trait.id == ProviderTrait.trait_id)
-        .where(scope)
-        .order_by(Trait.name)
-    )
-    for pid, name in traits.all():
-        s = out.get(pid)
-        if s is not None:
-            s.traits.append(name)
     return out
