@@ -458,3 +458,11 @@ async def test_filters_combine_with_in_tree(
         "a-child",
     ]
     assert await listed(client, f"in_tree={three['a']}&member_of={AGG1}") == ["a"]
+
+
+async def test_allocations_link_from_1_11(client: httpx.AsyncClient) -> None:
+    await create(client, "rp", uuid=PARENT)
+    before = await client.get(f"/resource_providers/{PARENT}", headers=v("1.10"))
+    assert before.json()["links"] == links(PARENT, "inventories", "usages", "aggregates", "traits")
+    after = await client.get(f"/resource_providers?uuid={PARENT}", headers=v("1.11"))
+    assert after.json()["resource_providers"][0]["links"] == links(PARENT, *ALL_RELS)
