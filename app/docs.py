@@ -1,12 +1,20 @@
-"""Swagger UI at /docs, served entirely by allot (no CDN), under a strict CSP."""
+"""Swagger UI at /docs, served entirely by allot (no CDN), under a strict CSP.
+
+The assets (Swagger UI 5, which reads OpenAPI 3.1) come from the `fastapi-offline` package;
+only its static files are used.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import fastapi_offline
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+
+ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
 
 STATIC = "/docs/static"
 _INIT = f"{STATIC}/allot-init.js"
@@ -34,7 +42,7 @@ def _page() -> str:
         title="allot - Swagger UI",
         swagger_js_url=f"{STATIC}/swagger-ui-bundle.js",
         swagger_css_url=f"{STATIC}/swagger-ui.css",
-        swagger_favicon_url=f"{STATIC}/favicon-32x32.png",
+        swagger_favicon_url=f"{STATIC}/favicon.png",
     ).body
     html = bytes(rendered).decode()
     # Drop FastAPI's inline <script> block (a strict CSP forbids it) and load ours.
@@ -54,4 +62,4 @@ def install(app: FastAPI) -> None:
     async def swagger_init() -> Response:
         return Response(_INIT_JS, media_type="application/javascript")
 
-    app.mount(STATIC, StaticFiles(directory=swagger_ui_path), name="swagger-static")
+    app.mount(STATIC, StaticFiles(directory=ASSETS), name="swagger-static")
