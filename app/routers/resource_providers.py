@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz.dependencies import Access, ProvidersCreate, ProvidersRead, ProvidersWrite
 from app.dependencies import DatabaseDep, SessionDep
-from app.errors import ApiError, bad_request
+from app.errors import QUERY_BAD_VALUE, UNDEFINED, ApiError, bad_request
 from app.httpcache import set_last_modified
 from app.microversion import Microversion, Version
 from app.openapi import json_body_doc
@@ -66,10 +66,20 @@ def _uuid_value(query: QueryString, key: str) -> str | None:
     try:
         return canonical_uuid(value)
     except ValueError:
-        raise bad_request(f"{key} is not a UUID") from None
+        raise bad_request(f"{key} is not a UUID", QUERY_BAD_VALUE) from None
 
 
 def _filters(query: QueryString, version: Microversion) -> Filters:
+    """The list filters; a value that does not parse is 400 placement.query.bad_value."""
+    try:
+        return _parse_filters(query, version)
+    except ApiError as exc:
+        if exc.status == 400 and exc.code == UNDEFINED:
+            exc.code = QUERY_BAD_VALUE
+        raise
+
+
+def _parse_filters(query: QueryString, version: Microversion) -> Filters:
     resources = query.get("resources")
     return Filters(
         name=query.get("name") or None,

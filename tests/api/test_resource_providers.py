@@ -415,6 +415,13 @@ async def test_bad_filter_values_are_400(
 ) -> None:
     response = await client.get(f"/resource_providers?{query}", headers=v(version))
     assert response.status_code == 400
+    code = response.json()["errors"][0]["code"]
+    if "BOGUS" in query or "NO_SUCH" in query:
+        assert code == "placement.undefined_code"  # well formed, but no such trait or class
+    elif query.count("resources=") > 1:
+        assert code == "placement.query.duplicate_key"
+    else:
+        assert code == "placement.query.bad_value"
 
 
 async def test_resources_filter_uses_capacity_units_and_steps(client: httpx.AsyncClient) -> None:
