@@ -1,0 +1,352 @@
+"""bench/RESULTS.md and bench/claims.png from bench/results.json (bench/side_by_side.py).
+
+.venv/bin/python -m bench.report            # rewrite both from the recorded results.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+TARGETS = {"throughput_ratio": 8.0, "p99_ratio": 0.25, "ceiling_share": 0.20, "rss_mib": 200.0}
+
+
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)]
+
+
+def headline(results: dict[str, Any]) -> dict[str, Any]:
+    wanted = results["settings"]["main_clients"]
+    levels = [f["clients"] for f in results["targets"]["allot"]["claim_by_clients"]]
+    main = min(levels, key=lambda c: abs(c - wanted))  # the main level, or the closest run
+    at = {
+        name: next(f for f in data["claim_by_clients"] if f["clients"] == main)
+        for name, data in results["targets"].items()
+    }
+    allot, placement = at["allot"], at["placement"]
+    ceiling = results["pgbench"]["tps"]
+    rss = max(results["targets"]["allot"]["rss_mib_after_claims"].values())
+    five_xx = sum(
+        f["status_5xx"] + f.get("transport_errors", 0)
+        for data in results["targets"].values()
+        for key in ("claim_by_clients", "claim_by_providers")
+        for f in data[key]
+    ) + sum(
+        data[key]["status_5xx"]
+        for data in results["targets"].values()
+        for key in ("contention", "churn")
+    )
+    over = sum(
+        data["claim_check"]["over_allocated"]
+        + data["contention"]["check"]["over_allocated"]
+        + data["churn"]["check"]["over_allocated"]
+        for data in results["targets"].values()
+    )
+    mismatches = sum(
+        data["claim_check"]["usage_mismatches"]
+        + data["contention"]["check"]["usage_mismatches"]
+        + data["churn"]["check"]["usage_mismatches"]
+        for data in results["targets"].values()
+    )
+    return {
+        "clients": main,
+        "allot": allot,
+        "placement": placement,
+        "throughput_ratio": allot["accepted_per_s"] / max(placement["accepted_per_s"], 0.1),
+        "p99_ratio": allot["p99_ms"] / max(placement["p99_ms"], 0.1),
+        "ceiling": ceiling,
+        "ceiling_share": allot["accepted_per_s"] / max(ceiling, 0.1),
+        "allot_max_rss_mib": rss,
+        "errors_5xx": five_xx,
+        "over_allocations": over,
+        "usage_mismatches": mismatches,
+    }
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    h = headline(results)
+    m = results["machine"]
+    t = results["targets"]
+    lines = [
+        "# Benchmark: allot vs OpenStack Placement, side by side",
+        "",
+        "Recorded by `bench/side_by_side.py` in one run on one machine: allot "
+        f"({results['settings']['workers']} worker processes) and Placement {m['placement']} "
+        f"(gunicorn, {results['settings']['workers']} sync workers, noauth2) on the same "
+        f"PostgreSQL {m['postgresql']}, interleaved step by step, plus pgbench running one "
+        "allocation write's statements (`bench/pgbench_allocation.sql`) as the database's "
+        "ceiling. The load generator (`bench/load.py`, httpx) runs on the same machine.",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}, "
+        f"Python {m['python']}; allot commit `{m['allot_commit']}`. Load average at start "
+        f"{_load(m['load_average_at_start'])}, at end {_load(m.get('load_average_at_end'))} "
+        "(a shared machine: other work ran at the same time, for both servers alike).",
+        "",
+        f"## Headline: claims at {h['clients']} concurrent clients",
+        "",
+    ]
+    a, p = h["allot"], h["placement"]
+    lines += _table(
+        ["", "allot", "Placement", "ratio", "target", ""],
+        [
+            [
+                "accepted claims/s",
+                a["accepted_per_s"],
+                p["accepted_per_s"],
+                f"{h['throughput_ratio']:.1f}x",
+                f">= {TARGETS['throughput_ratio']:.0f}x",
+                _met(h["throughput_ratio"] >= TARGETS["throughput_ratio"]),
+            ],
+            ["p50 ms", a["p50_ms"], p["p50_ms"], "", "", ""],
+            ["p95 ms", a["p95_ms"], p["p95_ms"], "", "", ""],
+            [
+                "p99 ms",
+                a["p99_ms"],
+                p["p99_ms"],
+                f"{h['p99_ratio']:.2f}",
+                f"<= {TARGETS['p99_ratio']}",
+                _met(h["p99_ratio"] <= TARGETS["p99_ratio"]),
+            ],
+            ["409 answers", a["status_409"], p["status_409"], "", "", ""],
+            [
+                "share of the pgbench ceiling",
+                f"{h['ceiling_share']:.0%}",
+                f"{p['accepted_per_s'] / max(h['ceiling'], 0.1):.0%}",
+                "",
+                f">= {TARGETS['ceiling_share']:.0%}",
+                _met(h["ceiling_share"] >= TARGETS["ceiling_share"]),
+            ],
+        ],
+    )
+    lines += [
+        "",
+        f"- pgbench ceiling: **{h['ceiling']} allocation-shaped transactions/s** at "
+        f"{results['pgbench']['clients']} clients (average latency "
+        f"{results['pgbench']['latency_avg_ms']} ms).",
+        f"- 5xx answers and transport errors in every scenario, both servers: "
+        f"**{h['errors_5xx']}**; over-allocated provider inventories after claim, contention "
+        f"and churn: **{h['over_allocations']}**; providers whose usage differs from the "
+        f"claims the clients were told were accepted: **{h['usage_mismatches']}**.",
+        f"- Resident memory after the claim scenarios, largest allot process: "
+        f"**{h['allot_max_rss_mib']} MiB** (target < {TARGETS['rss_mib']:.0f}, "
+        f"{_met(h['allot_max_rss_mib'] < TARGETS['rss_mib'])}).",
+        "",
+        "![throughput against concurrency, latency against providers](claims.png)",
+        "",
+        "## Claims: throughput against concurrency",
+        "",
+        f"New-consumer `PUT /allocations/{{uuid}}` (VCPU 1, MEMORY_MB 64 on one random provider "
+        f"of {results['settings']['sweep_providers']}), {results['settings']['seconds']} s per "
+        "step.",
+        "",
+    ]
+    rows = []
+    for i, fa in enumerate(t["allot"]["claim_by_clients"]):
+        fp = t["placement"]["claim_by_clients"][i]
+        rows.append(
+            [
+                fa["clients"],
+                fa["accepted_per_s"],
+                fp["accepted_per_s"],
+                f"{fa['accepted_per_s'] / max(fp['accepted_per_s'], 0.1):.1f}x",
+                f"{fa['p50_ms']} / {fa['p99_ms']}",
+                f"{fp['p50_ms']} / {fp['p99_ms']}",
+                f"{fa['status_409']} / {fp['status_409']}",
+            ]
+        )
+    lines += _table(
+        [
+            "clients",
+            "allot claims/s",
+            "Placement claims/s",
+            "ratio",
+            "allot p50 / p99 ms",
+            "Placement p50 / p99 ms",
+            "409s allot / Placement",
+        ],
+        rows,
+    )
+    lines += ["", "## Claims: latency against providers", ""]
+    rows = []
+    for i, fa in enumerate(t["allot"]["claim_by_providers"]):
+        fp = t["placement"]["claim_by_providers"][i]
+        rows.append(
+            [
+                fa["providers"],
+                fa["clients"],
+                fa["accepted_per_s"],
+                fp["accepted_per_s"],
+                f"{fa['p50_ms']} / {fa['p99_ms']}",
+                f"{fp['p50_ms']} / {fp['p99_ms']}",
+            ]
+        )
+    lines += _table(
+        [
+            "providers",
+            "clients",
+            "allot claims/s",
+            "Placement claims/s",
+            "allot p50 / p99 ms",
+            "Placement p50 / p99 ms",
+        ],
+        rows,
+    )
+    lines += ["", "## Other scenarios", ""]
+    rows = []
+    for name in ("allot", "placement"):
+        s, c, ch = t[name]["setup"], t[name]["contention"], t[name]["churn"]
+        rows.append(
+            [
+                name,
+                f"{s['providers_per_s']} providers/s ({s['providers']})",
+                f"{c['filled']}/{c['capacity']} filled, {c['accepted_per_s']} claims/s, "
+                f"p99 {c['p99_ms']} ms, 409s {c['codes']}",
+                f"{ch['moves']} moves + {ch['deletes']} deletes, {ch['accepted_per_s']} ops/s, "
+                f"p99 {ch['p99_ms']} ms",
+            ]
+        )
+    lines += _table(["", "setup", "contention (2 small providers)", "churn (move / delete)"], rows)
+    lines += ["", "Checks (every provider read back through the API):", ""]
+    rows = []
+    for name in ("allot", "placement"):
+        for key, check in (
+            ("after claims", t[name]["claim_check"]),
+            ("after contention", t[name]["contention"]["check"]),
+            ("after churn", t[name]["churn"]["check"]),
+        ):
+            rows.append(
+                [name, key, check["providers"], check["over_allocated"], check["usage_mismatches"]]
+            )
+    lines += _table(["", "when", "providers", "over-allocated", "usage != accepted claims"], rows)
+    lines += ["", "Resident memory after the claim scenarios (MiB):", ""]
+    lines += _table(
+        ["", "processes"],
+        [
+            [name, ", ".join(f"{k}: {v}" for k, v in t[name]["rss_mib_after_claims"].items())]
+            for name in ("allot", "placement")
+        ],
+    )
+    if results.get("candidates"):
+        lines += ["", "## Allocation candidates (bench/candidates.py)", ""]
+        lines += _table(
+            ["providers", "scenario", "target", "n", "p50 ms", "p99 ms", "candidates"],
+            [
+                [
+                    r["providers"],
+                    r["scenario"],
+                    r["target"],
+                    r["n"],
+                    r["p50_ms"],
+                    r["p99_ms"],
+                    r["candidates"],
+                ]
+                for r in results["candidates"]
+            ],
+        )
+    lines += [
+        "",
+        "## How to reproduce",
+        "",
+        "```sh",
+        "../shared/tools/placement/install.sh        # Placement's venv, once",
+        ".venv/bin/pip install -e '.[bench]'",
+        results.get("command", "python -m bench.side_by_side"),
+        "```",
+        "",
+        f"The run took {results.get('duration_s', '?')} s. pgbench command: "
+        f"`{results['pgbench']['command']}`. allot's settings: production, JWT auth, "
+        f"rate limits on (storage `{results['settings'].get('allot_rate_limit_storage')}`), "
+        "log level WARNING (Placement's start.sh logs warnings only). Any server can be "
+        "loaded on its own with `python -m bench.load --base-url URL --token T` "
+        "(or `--noauth` for Placement).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _load(value: Any) -> str:
+    return "?" if not value else "/".join(f"{x:.1f}" for x in value)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"allot": "tab:blue", "placement": "tab:orange"}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for name, data in results["targets"].items():
+        xs = [f["clients"] for f in data["claim_by_clients"]]
+        left.plot(
+            xs,
+            [f["accepted_per_s"] for f in data["claim_by_clients"]],
+            "o-",
+            color=colours.get(name),
+            label=name,
+        )
+        ps = [f["providers"] for f in data["claim_by_providers"]]
+        right.plot(
+            ps,
+            [f["p50_ms"] for f in data["claim_by_providers"]],
+            "o-",
+            color=colours.get(name),
+            label=f"{name} p50",
+        )
+        right.plot(
+            ps,
+            [f["p99_ms"] for f in data["claim_by_providers"]],
+            "s--",
+            color=colours.get(name),
+            label=f"{name} p99",
+        )
+    pg = results["pgbench"]
+    left.plot(
+        [pg["clients"]],
+        [pg["tps"]],
+        "k*",
+        markersize=12,
+        label=f"pgbench ceiling ({pg['tps']:.0f} tx/s)",
+    )
+    left.set(
+        xscale="log",
+        yscale="log",
+        xlabel="concurrent clients",
+        ylabel="accepted claims per second",
+        title="Claims: throughput against concurrency",
+    )
+    left.set_xticks([f["clients"] for f in results["targets"]["allot"]["claim_by_clients"]])
+    left.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    right.set(
+        xscale="log",
+        yscale="log",
+        xlabel="providers the claims land on",
+        ylabel="latency, ms",
+        title=f"Claims at {results['settings']['main_clients']} clients: latency",
+    )
+    for axis in (left, right):
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    (out / "RESULTS.md").write_text(markdown(results))
+    plot(results, out / "claims.png")
+
+
+if __name__ == "__main__":
+    here = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent
+    write(json.loads((here / "results.json").read_text()), here)
