@@ -37,5 +37,10 @@ browser:
 conformance: $(STAMP)
 	bash tests/conformance/run.sh
 
+# allot beside real Placement and pgbench, one run (a few minutes): bench/RESULTS.md + plot.
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench.side_by_side $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
