@@ -20,7 +20,7 @@ allocation row survives, and no generation moves.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -94,7 +94,9 @@ class Prepared:
     classes: dict[str, int]
     providers: dict[str, _Provider]
     consumer_ids: dict[str, int]
-    bump_ids: list[int]  # the providers whose generation this write moves (all locked)
+    bump: dict[int, int]  # provider id -> generation under lock: those this write moves
+    relock: bool  # generations may have moved since (the reshaper's inventory writes)
+    releasing: set[int]  # ids of existing consumers this write leaves with nothing
     old: _Old
     before: dict[tuple[int, int], int]  # usage of the locked providers before this write
     # A write may leave an (already) overcommitted provider no worse than it was. Not the
@@ -213,7 +215,7 @@ async def prepare(
     access: Access,
     writes: Sequence[ConsumerWrite],
     *,
-    also_lock: Iterable[int] = (),
+    also_lock: Collection[int] = (),
     tolerate_overcommit: bool = True,
 ) -> Prepared:
     """Steps 1-4 and the release of the old allocations (the reshaper then changes inventory)."""
@@ -235,21 +237,26 @@ async def prepare(
     locked = await lock_providers(session, bump | set(also_lock))
 
     consumer_ids = await _record_consumers(session, writes, existing, owners)
-    old = await _old_allocations(session, set(consumer_ids.values()))
+    # Only consumers that existed can hold anything (each round trip here holds the locks).
+    had = sorted(c.id for c in existing.values())
+    old = await _old_allocations(session, set(had))
     if not old.providers_of(releasing) <= bump:
         raise GenerationConflict("a released consumer gained allocations meanwhile")
     before = await usage_by_provider_class(session, locked)
-    await session.execute(
-        delete(Allocation)
-        .where(Allocation.consumer_id.in_(sorted(consumer_ids.values())))
-        .execution_options(synchronize_session=False)
-    )
+    if had:
+        await session.execute(
+            delete(Allocation)
+            .where(Allocation.consumer_id.in_(had))
+            .execution_options(synchronize_session=False)
+        )
     return Prepared(
         writes=writes,
         classes=classes,
         providers=providers,
         consumer_ids=consumer_ids,
-        bump_ids=sorted(bump),
+        bump={id_: locked[id_] for id_ in sorted(bump)},
+        relock=bool(also_lock),
+        releasing=releasing,
         old=old,
         before=before,
         tolerate_overcommit=tolerate_overcommit,
@@ -268,10 +275,13 @@ async def finish(session: AsyncSession, prepared: Prepared) -> None:
                 for c, rp, rc, n in rows
             ],
         )
-    # Read under our lock: the reshaper may have moved them since `prepare`.
-    for provider_id, seen in (await lock_providers(session, prepared.bump_ids)).items():
-        await bump_generation(session, ResourceProvider, provider_id, seen)
-    await consumers.delete_if_unused(session, prepared.consumer_ids.values())
+    seen = prepared.bump
+    if prepared.relock:
+        # The reshaper has written inventories since `prepare`: read again, under our lock.
+        seen = await lock_providers(session, seen)
+    for provider_id, generation in seen.items():
+        await bump_generation(session, ResourceProvider, provider_id, generation)
+    await consumers.delete_if_unused(session, prepared.releasing)
 
 
 def _check_projects(access: Access, writes: Sequence[ConsumerWrite]) -> None:
