@@ -55,25 +55,21 @@ async def find(
     breadth_first: bool = True,
 ) -> Result:
     visible = access.where(actions.CANDIDATES_READ, ResourceProvider.owner_project_id)
-    classes = await loader.ids_of_classes(session, request.resource_class_names())
-    unknown = request.resource_class_names() - set(classes)
-    if unknown:
-        raise bad_request(f"unknown resource classes {sorted(unknown)[:5]}")
-    names = request.trait_names()
-    traits = await loader.ids_of_traits(session, names | {SHARES_VIA_AGGREGATE})
-    if names - set(traits):
-        raise bad_request(f"unknown traits {sorted(names - set(traits))[:5]}")
+    wanted_classes, wanted_traits = request.resource_class_names(), request.trait_names()
+    classes, traits = await loader.ids_by_name(
+        session, wanted_classes, wanted_traits | {SHARES_VIA_AGGREGATE}
+    )
+    if wanted_classes - set(classes):
+        raise bad_request(f"unknown resource classes {sorted(wanted_classes - set(classes))[:5]}")
+    if wanted_traits - set(traits):
+        raise bad_request(f"unknown traits {sorted(wanted_traits - set(traits))[:5]}")
     try:
         groups = await _compile(session, request, classes, traits, visible)
     except _NoMatch:
         return Result()
     result = Result()
     shares = traits.get(SHARES_VIA_AGGREGATE)
-    sharing: dict[int, Provider] = {}
-    if shares is not None:
-        sharing_trees = loader.sharing_roots(shares, visible)
-        sharing = await loader.load_trees(session, sharing_trees, visible, result.names)
-    roots = _root_filter(request, groups, traits, visible, has_sharing=bool(sharing))
+    roots = _root_filter(request, groups, traits, visible)
     if roots is None:
         return result
     rules = Rules(
@@ -85,7 +81,7 @@ async def find(
         breadth_first=breadth_first,
     )
     target = min(request.limit or max_candidates, max_candidates)
-    await _collect(session, result, rules, roots, visible, sharing, shares, target)
+    await _collect(session, result, rules, roots, visible, shares, target)
     return result
 
 
@@ -140,18 +136,10 @@ def _root_filter(
     groups: Sequence[Group],
     traits: dict[str, int],
     visible: ColumnElement[bool],
-    *,
-    has_sharing: bool,
 ) -> RootFilter | None:
     """Which roots may anchor a candidate; None when none can."""
-    pinned: set[int] = set()
-    for g in groups:
-        # The unsuffixed group takes nothing from outside its in_tree; without sharing
-        # providers no group can.
-        if g.in_tree_root is not None and (not g.same_provider or not has_sharing):
-            pinned.add(g.in_tree_root)
-    if len(pinned) > 1:
-        return None
+    # The unsuffixed group takes nothing from outside its in_tree: it pins the anchor.
+    pinned = {g.in_tree_root for g in groups if g.in_tree_root is not None and not g.same_provider}
     root_required = [traits[t] for any_of in request.root_traits.required for t in any_of]
     return RootFilter(
         visible=visible,
@@ -167,23 +155,30 @@ async def _collect(
     rules: Rules,
     roots: RootFilter,
     visible: ColumnElement[bool],
-    sharing: dict[int, Provider],
     shares: int | None,
     target: int,
 ) -> None:
     """Search batches of trees until `target` distinct candidates (or the budget) are reached,
-    summarising the providers involved as each batch is done."""
+    summarising the providers involved as each batch is done. The first batch also reads the
+    trees of every sharing provider."""
     seen: set[Candidate] = set()
     budget = Budget(max(MIN_STEPS, STEPS_PER_CANDIDATE * target))
     after, batch = 0, max(MIN_BATCH_ROOTS, min(BATCH_ROOTS, 2 * target))
+    sharing: dict[int, Provider] | None = None
     while len(result.candidates) < target and budget.left > 0:
-        trees = await loader.load_trees(
-            session, loader.next_roots(roots, after, batch), visible, result.names
-        )
-        anchors = sorted(pid for pid, p in trees.items() if p.parent_id is None)
+        batch_roots = loader.next_roots(roots, after, batch)
+        anchors = list(await session.scalars(batch_roots))
         if not anchors:
             break
         after, batch = anchors[-1], BATCH_ROOTS
+        also = (
+            loader.sharing_roots(shares, visible)
+            if sharing is None and shares is not None
+            else None
+        )
+        trees = await loader.load_trees(session, batch_roots, visible, result.names, also=also)
+        if sharing is None:
+            sharing = _sharing_trees(trees, shares)
         world = loader.world_of(trees, sharing, shares)
         found: list[Candidate] = []
         for candidate in search(world, anchors, rules, budget):
@@ -195,6 +190,12 @@ async def _collect(
                 break
         result.candidates.extend(found)
         _summarise(result, world, found, nested=rules.nested)
+
+
+def _sharing_trees(trees: dict[int, Provider], shares: int | None) -> dict[int, Provider]:
+    """The trees holding a sharing provider, kept for the batches after the first."""
+    roots = {p.root_id for p in trees.values() if shares is not None and shares in p.traits}
+    return {pid: p for pid, p in trees.items() if p.root_id in roots}
 
 
 def _summarise(result: Result, world: World, found: list[Candidate], *, nested: bool) -> None:

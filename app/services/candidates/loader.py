@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, select
+from sqlalchemy import ColumnElement, Select, exists, literal, null, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import (
@@ -29,22 +29,27 @@ from app.services.capacity import InventoryLimits, used_amount
 RP = ResourceProvider
 
 
-async def ids_of_traits(session: AsyncSession, names: Iterable[str]) -> dict[str, int]:
-    names = set(names)
-    if not names:
-        return {}
-    rows = await session.execute(select(Trait.name, Trait.id).where(Trait.name.in_(names)))
-    return {name: id_ for name, id_ in rows.all()}
-
-
-async def ids_of_classes(session: AsyncSession, names: Iterable[str]) -> dict[str, int]:
-    names = set(names)
-    if not names:
-        return {}
-    rows = await session.execute(
-        select(ResourceClass.name, ResourceClass.id).where(ResourceClass.name.in_(names))
-    )
-    return {name: id_ for name, id_ in rows.all()}
+async def ids_by_name(
+    session: AsyncSession, classes: Iterable[str], traits: Iterable[str]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Ids of the named resource classes and traits (one query); unknown names are absent."""
+    classes, traits = set(classes), set(traits)
+    parts = []
+    if classes:
+        parts.append(
+            select(literal("c"), ResourceClass.name, ResourceClass.id).where(
+                ResourceClass.name.in_(classes)
+            )
+        )
+    if traits:
+        parts.append(select(literal("t"), Trait.name, Trait.id).where(Trait.name.in_(traits)))
+    found: tuple[dict[str, int], dict[str, int]] = ({}, {})
+    if not parts:
+        return found
+    rows = await session.execute(union_all(*parts))
+    for kind, name, id_ in rows.all():
+        found[0 if kind == "c" else 1][name] = id_
+    return found
 
 
 async def ids_of_aggregates(session: AsyncSession, uuids: Iterable[str]) -> dict[str, int]:
@@ -116,22 +121,21 @@ async def load_trees(
     roots: Select[Any],
     visible: ColumnElement[bool],
     names: Names,
+    *,
+    also: Select[Any] | None = None,
 ) -> dict[int, Provider]:
-    """The visible providers of the trees whose roots `roots` selects, with every inventory
-    (and its usage), trait and aggregate: enough to search and to summarise them."""
-    in_trees = RP.root_provider_id.in_(roots.scalar_subquery())
+    """The visible providers of the trees whose roots `roots` (and `also`) select, with every
+    inventory (and its usage), trait and aggregate: enough to search and to summarise them.
+    Two queries."""
+    in_trees: ColumnElement[bool] = RP.root_provider_id.in_(roots.scalar_subquery())
+    if also is not None:
+        in_trees = or_(in_trees, RP.root_provider_id.in_(also.scalar_subquery()))
     rows = await session.execute(
-        select(RP.id, RP.uuid, RP.parent_provider_id, RP.root_provider_id).where(in_trees, visible)
-    )
-    providers = {
-        r.id: Provider(r.id, r.uuid, r.parent_provider_id, r.root_provider_id or r.id)
-        for r in rows.all()
-    }
-    if not providers:
-        return providers
-    inv = await session.execute(
         select(
-            Inventory.resource_provider_id,
+            RP.id,
+            RP.uuid,
+            RP.parent_provider_id,
+            RP.root_provider_id,
             Inventory.resource_class_id,
             ResourceClass.name,
             Inventory.total,
@@ -142,48 +146,56 @@ async def load_trees(
             Inventory.allocation_ratio,
             used_amount(Inventory.resource_provider_id, Inventory.resource_class_id).label("used"),
         )
-        .join(RP, RP.id == Inventory.resource_provider_id)
-        .join(ResourceClass, ResourceClass.id == Inventory.resource_class_id)
-        .where(in_trees)
+        .outerjoin(Inventory, Inventory.resource_provider_id == RP.id)
+        .outerjoin(ResourceClass, ResourceClass.id == Inventory.resource_class_id)
+        .where(in_trees, visible)
     )
-    for r in inv.all():
-        p = providers.get(r.resource_provider_id)
-        if p is not None:
-            p.inventory[r.resource_class_id] = (_limits(r), int(r.used))
-            names.classes[r.resource_class_id] = r.name
+    providers: dict[int, Provider] = {}
+    # Many providers share one inventory shape: build each InventoryLimits once.
+    shapes: dict[tuple[Any, ...], InventoryLimits] = {}
+    for pid, uuid, parent, root, rc, rc_name, *shape, used in rows.all():
+        p = providers.get(pid)
+        if p is None:
+            p = providers[pid] = Provider(pid, uuid, parent, root or pid)
+        if rc is not None:
+            key = tuple(shape)
+            limits = shapes.get(key)
+            if limits is None:
+                limits = shapes[key] = InventoryLimits(*shape)
+            p.inventory[rc] = (limits, int(used))
+            names.classes[rc] = rc_name
+    if not providers:
+        return providers
+    links: Any = await session.execute(
+        union_all(
+            select(
+                literal("t"), ProviderTrait.resource_provider_id, ProviderTrait.trait_id, Trait.name
+            )
+            .join(RP, RP.id == ProviderTrait.resource_provider_id)
+            .join(Trait, Trait.id == ProviderTrait.trait_id)
+            .where(in_trees),
+            select(
+                literal("a"),
+                ProviderAggregate.resource_provider_id,
+                ProviderAggregate.aggregate_id,
+                null(),
+            )
+            .join(RP, RP.id == ProviderAggregate.resource_provider_id)
+            .where(in_trees),
+        )
+    )
     traits: dict[int, set[int]] = defaultdict(set)
-    trait_rows = await session.execute(
-        select(ProviderTrait.resource_provider_id, ProviderTrait.trait_id, Trait.name)
-        .join(RP, RP.id == ProviderTrait.resource_provider_id)
-        .join(Trait, Trait.id == ProviderTrait.trait_id)
-        .where(in_trees)
-    )
-    for pid, tid, name in trait_rows.all():
-        traits[pid].add(tid)
-        names.traits[tid] = name
     aggs: dict[int, set[int]] = defaultdict(set)
-    agg_rows = await session.execute(
-        select(ProviderAggregate.resource_provider_id, ProviderAggregate.aggregate_id)
-        .join(RP, RP.id == ProviderAggregate.resource_provider_id)
-        .where(in_trees)
-    )
-    for pid, aid in agg_rows.all():
-        aggs[pid].add(aid)
+    for kind, pid, id_, name in links.all():
+        if kind == "t":
+            traits[pid].add(id_)
+            names.traits[id_] = name
+        else:
+            aggs[pid].add(id_)
     for pid, p in providers.items():
         p.traits = frozenset(traits.get(pid, ()))
         p.aggregates = frozenset(aggs.get(pid, ()))
     return providers
-
-
-def _limits(r: Any) -> InventoryLimits:
-    return InventoryLimits(
-        total=r.total,
-        reserved=r.reserved,
-        min_unit=r.min_unit,
-        max_unit=r.max_unit,
-        step_size=r.step_size,
-        allocation_ratio=r.allocation_ratio,
-    )
 
 
 def world_of(

@@ -273,6 +273,14 @@ def _anchor_candidates(
     options = [_options(world, group, root, rules, budget) for group in rules.groups]
     if not all(options):
         return
+    if len(options) == 1:
+        # One group: each option already fits on its own and is a candidate.
+        suffix = rules.groups[0].suffix
+        for option in options[0]:
+            yield Candidate(
+                tuple(sorted(option.parts)), ((suffix, tuple(sorted(option.providers))),)
+            )
+        return
     if not _enough_overall(world, rules.groups, options):
         return
     granular = [g for g in rules.groups if g.same_provider]
