@@ -178,6 +178,12 @@ async def create(
     if parent_uuid is not None and parent_uuid == uuid:
         raise bad_request("a provider cannot be its own parent")
     parent = await _parent(session, access, parent_uuid) if parent_uuid else None
+    if parent is not None:
+        # Wait for any re-parenting of the parent's tree, then take its root as it is now.
+        await session.execute(
+            select(ResourceProvider.id).where(ResourceProvider.id == parent.id).with_for_update()
+        )
+        parent = await _parent(session, access, parent.uuid)
     await _check_unique(session, name=name, uuid=uuid)
     rp = ResourceProvider(
         uuid=uuid,
@@ -221,6 +227,28 @@ async def _subtree_ids(session: AsyncSession, provider: Provider) -> set[int]:
     return found
 
 
+async def _lock_trees(
+    session: AsyncSession, access: Access, provider: Provider, parent: Provider | None
+) -> tuple[Provider, Provider | None]:
+    """Lock every provider of the trees a re-parenting touches (ascending id order), then
+    read both ends again: two concurrent moves cannot build a loop or leave stale roots.
+    A tree that changed while we waited means the unit runs again."""
+    roots = {provider.root_provider_id} | ({parent.root_provider_id} if parent else set())
+    await session.execute(
+        select(ResourceProvider.id)
+        .where(ResourceProvider.root_provider_id.in_(roots))
+        .order_by(ResourceProvider.id)
+        .with_for_update()
+    )
+    provider = await get(session, access, provider.uuid)
+    if parent is not None:
+        parent = await get(session, access, parent.uuid)
+    now = {provider.root_provider_id} | ({parent.root_provider_id} if parent else set())
+    if now != roots:
+        raise GenerationConflict("a provider tree changed during a re-parenting")
+    return provider, parent
+
+
 async def _reparent(
     session: AsyncSession,
     access: Access,
@@ -233,11 +261,16 @@ async def _reparent(
         return
     if provider.parent_provider_uuid is not None and not allow_reparenting:
         raise bad_request("re-parenting or un-parenting needs microversion 1.37")
+    parent = await _parent(session, access, parent_uuid) if parent_uuid else None
+    provider, parent = await _lock_trees(session, access, provider, parent)
+    if parent_uuid == provider.parent_provider_uuid:
+        return
+    if provider.parent_provider_uuid is not None and not allow_reparenting:
+        raise bad_request("re-parenting or un-parenting needs microversion 1.37")
     subtree = await _subtree_ids(session, provider)
-    if parent_uuid is None:
+    if parent is None:
         new_parent_id, new_root_id = None, provider.id
     else:
-        parent = await _parent(session, access, parent_uuid)
         if parent.id in subtree:
             raise bad_request("the new parent would create a loop in the provider tree")
         new_parent_id, new_root_id = parent.id, parent.root_provider_id

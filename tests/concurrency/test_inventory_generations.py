@@ -2,6 +2,9 @@
 exactly one wins, every other one gets 409 placement.concurrent_update, and what is stored is
 the winner's inventory, at the next generation.
 
+And many clients re-parent providers of one set at once, some of them into loops: whatever
+is accepted, the result is a forest (no loops) in which every provider names its real root.
+
 Real `allot serve` processes (two workers) on PostgreSQL (a database of its own) and on SQLite.
 """
 
@@ -164,6 +167,55 @@ async def _race(base: str) -> None:
             await client.aclose()
 
 
+TREE_PROVIDERS = 6
+TREE_ROUNDS = 8
+TREE_MOVES = 16
+
+
+def _check_forest(providers: list[dict[str, Any]]) -> None:
+    parent = {p["uuid"]: p["parent_provider_uuid"] for p in providers}
+    for provider in providers:
+        seen, node = set(), provider["uuid"]
+        while parent[node] is not None:
+            assert node not in seen, "a loop in the provider tree"
+            seen.add(node)
+            node = parent[node]
+        assert provider["root_provider_uuid"] == node, provider
+
+
+async def _tree_race(base: str) -> None:
+    headers = {**auth(mint(roles=["admin"], project="race")), **HEADERS}
+    clients = [httpx.AsyncClient(base_url=base, headers=headers, timeout=60) for _ in range(8)]
+    rng = random.Random(7)
+    try:
+        uuids = []
+        for index in range(TREE_PROVIDERS):
+            made = await clients[0].post("/resource_providers", json={"name": f"tree-{index}"})
+            uuids.append(made.json()["uuid"])
+        for _ in range(TREE_ROUNDS):
+            start = asyncio.Event()
+            moves = [tuple(rng.sample(uuids, 2)) for _ in range(TREE_MOVES)]
+
+            async def move(i: int, child: str, parent: str, start: asyncio.Event = start) -> int:
+                await start.wait()
+                response = await clients[i % len(clients)].put(
+                    f"/resource_providers/{child}",
+                    json={"name": f"tree-{uuids.index(child)}", "parent_provider_uuid": parent},
+                )
+                return response.status_code
+
+            tasks = [asyncio.create_task(move(i, c, p)) for i, (c, p) in enumerate(moves)]
+            await asyncio.sleep(0.05)
+            start.set()
+            statuses = set(await asyncio.gather(*tasks))
+            assert statuses <= {200, 400, 409}, statuses
+            listed = await clients[0].get("/resource_providers?name=")
+            _check_forest(listed.json()["resource_providers"])
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
 @pytest.fixture
 async def own_postgres() -> AsyncIterator[str]:
     """A PostgreSQL database of this test's own, migrated, dropped afterwards."""
@@ -187,13 +239,15 @@ async def own_postgres() -> AsyncIterator[str]:
         await admin.dispose()
 
 
-async def test_one_writer_wins_on_postgresql(own_postgres: str) -> None:
+async def test_races_on_postgresql(own_postgres: str) -> None:
     with tempfile.TemporaryDirectory() as tmp, serve(own_postgres, Path(tmp) / "serve.log") as base:
         await _race(base)
+        await _tree_race(base)
 
 
-async def test_one_writer_wins_on_sqlite() -> None:
+async def test_races_on_sqlite() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite+aiosqlite:///{Path(tmp) / 'race.db'}"
         with serve(database_url, Path(tmp) / "serve.log") as base:
             await _race(base)
+            await _tree_race(base)
