@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, text
+from sqlalchemy import delete, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.main import create_app
@@ -135,6 +136,39 @@ async def app(database_url: str) -> AsyncIterator[FastAPI]:
     async with application.router.lifespan_context(application):
         yield application
     logging.getLogger().removeHandler(collector)
+
+
+async def create_scratch_database(backend: str, directory: Path) -> str:
+    """A brand-new, empty database of a kind, for tests that need one of their own
+    (PostgreSQL: a scratch database beside the test database; drop it when done)."""
+    if backend == "sqlite":
+        return f"sqlite+aiosqlite:///{directory / f'scratch-{uuid.uuid4().hex[:8]}.db'}"
+    base = make_url(str(PG_URL))
+    name = f"{base.database}_scratch_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_scratch_database(url: str) -> None:
+    if not url.startswith("postgresql"):
+        return  # a SQLite file goes with its temporary directory
+    admin = create_async_engine(str(PG_URL), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        name = make_url(url).database
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+@asynccontextmanager
+async def scratch_database(backend: str, directory: Path) -> AsyncIterator[str]:
+    url = await create_scratch_database(backend, directory)
+    try:
+        yield url
+    finally:
+        await drop_scratch_database(url)
 
 
 AppFactory = Callable[..., AbstractAsyncContextManager[FastAPI]]

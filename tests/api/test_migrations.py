@@ -8,7 +8,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,14 +16,14 @@ import os_traits
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import make_url, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db import make_engine
 from app.migrations_runner import head_revision, upgrade
 from app.models import Base
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, scratch_database
 from tests.conftest import test_settings as settings_for
 
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -32,21 +31,8 @@ BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 @pytest.fixture(params=BACKENDS)
 async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A brand-new, empty database of each kind (PostgreSQL: a scratch database, dropped after)."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-        return
-    base = make_url(str(PG_URL))
-    name = f"{base.database}_scratch_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with scratch_database(request.param, tmp_path) as url:
+        yield url
 
 
 def _drift(connection: Connection) -> list[object]:
