@@ -49,6 +49,25 @@ def _metrics_dir_for_workers(workers: int) -> None:
     atexit.register(shutil.rmtree, fresh, ignore_errors=True)
 
 
+async def _check_database(settings: Settings) -> None:
+    """Outside embedded mode serve does not migrate: refuse a database it could not use."""
+    from app.db import Database
+    from app.migrations_runner import at_head
+
+    database = Database(settings)
+    try:
+        async with database.engine.connect() as conn:
+            migrated = await conn.run_sync(at_head)
+    except Exception as exc:  # any driver error: the URL names no usable database
+        raise ConfigurationError("ALLOT_DATABASE_URL: the database cannot be reached") from exc
+    finally:
+        await database.dispose()
+    if not migrated:
+        raise ConfigurationError(
+            "ALLOT_DATABASE_URL: the database is not migrated to head; run `allot db upgrade`"
+        )
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -70,6 +89,8 @@ def _serve(args: argparse.Namespace) -> None:
             await database.dispose()
 
         asyncio.run(migrate())
+    else:
+        asyncio.run(_check_database(settings))
     uvicorn.run(
         "app.main:create_app",
         factory=True,
