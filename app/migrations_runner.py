@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -14,6 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 # An arbitrary constant: PostgreSQL advisory lock key serialising concurrent upgrades.
 _UPGRADE_LOCK = 7_123_001
+
+
+class _NoContextChatter(logging.Filter):
+    """Alembic logs its dialect at INFO whenever a context is made: twice per /readyz probe."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("Context impl", "Will assume"))
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_NoContextChatter())
 
 
 def migrations_dir() -> Path:
