@@ -76,17 +76,24 @@ async def list_allocation_candidates(
 def _body(
     result: service.Result, wanted: CandidatesRequest, version: Microversion
 ) -> dict[str, Any]:
+    dict_format, mappings = version.at_least(DICT_FORMAT), version.at_least(MAPPINGS)
     return {
-        "allocation_requests": [_request(c, result, version) for c in result.candidates],
+        "allocation_requests": [
+            _request(c, result, dict_format=dict_format, mappings=mappings)
+            for c in result.candidates
+        ],
         "provider_summaries": _summaries(result, wanted, version),
     }
 
 
-def _request(c: Candidate, result: service.Result, version: Microversion) -> dict[str, Any]:
+def _request(
+    c: Candidate, result: service.Result, *, dict_format: bool, mappings: bool
+) -> dict[str, Any]:
+    uuids, classes = result.uuids, result.names.classes
     by_provider: dict[str, dict[str, int]] = {}
     for pid, rc, amount in c.parts:
-        by_provider.setdefault(result.uuids[pid], {})[result.names.classes[rc]] = amount
-    if not version.at_least(DICT_FORMAT):
+        by_provider.setdefault(uuids[pid], {})[classes[rc]] = amount
+    if not dict_format:
         return {
             "allocations": [
                 {"resource_provider": {"uuid": uuid}, "resources": resources}
@@ -96,10 +103,8 @@ def _request(c: Candidate, result: service.Result, version: Microversion) -> dic
     out: dict[str, Any] = {
         "allocations": {uuid: {"resources": res} for uuid, res in by_provider.items()}
     }
-    if version.at_least(MAPPINGS):
-        out["mappings"] = {
-            suffix: [result.uuids[pid] for pid in pids] for suffix, pids in c.mappings
-        }
+    if mappings:
+        out["mappings"] = {suffix: [uuids[pid] for pid in pids] for suffix, pids in c.mappings}
     return out
 
 
@@ -108,6 +113,7 @@ def _summaries(
 ) -> dict[str, Any]:
     requested = wanted.resource_class_names()
     every_class = version.at_least(ALL_RESOURCES_IN_SUMMARIES)
+    traits, tree = version.at_least(TRAITS_IN_SUMMARIES), version.at_least(TREE_UUIDS)
     out: dict[str, Any] = {}
     for s in result.summaries.values():
         entry: dict[str, Any] = {
@@ -117,9 +123,9 @@ def _summaries(
                 if every_class or name in requested
             }
         }
-        if version.at_least(TRAITS_IN_SUMMARIES):
+        if traits:
             entry["traits"] = s.traits
-        if version.at_least(TREE_UUIDS):
+        if tree:
             entry["parent_provider_uuid"] = s.parent_uuid
             entry["root_provider_uuid"] = s.root_uuid
         out[s.uuid] = entry

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, islice, product
 
 from app.services.capacity import InventoryLimits
 
@@ -189,6 +189,11 @@ def _unsuffixed_options(
         if not choices:
             return []
         per_class.append(choices)
+    if not group.required and rules.nested:
+        # Nothing ties the classes together: every combination is an option.
+        combos = islice(product(*per_class), cap)
+        budget.spend(len(per_class))
+        return [_combined(group, list(combo)) for combo in combos]
     # Traits still obtainable from class i onwards: prunes combinations that cannot complete.
     reachable: list[frozenset[int]] = [frozenset()] * (len(per_class) + 1)
     for i in range(len(per_class) - 1, -1, -1):
@@ -202,10 +207,7 @@ def _unsuffixed_options(
         if not all(any_of & (traits | reachable[i]) for any_of in group.required):
             return
         if i == len(per_class):
-            parts = tuple(
-                (pid, rc, amount) for pid, (rc, amount) in zip(chosen, group.resources, strict=True)
-            )
-            options.append(Option(parts, frozenset(chosen)))
+            options.append(_combined(group, chosen))
             return
         for pid in per_class[i]:
             p = world.providers[pid]
@@ -219,6 +221,14 @@ def _unsuffixed_options(
 
     walk(0, [], frozenset())
     return options
+
+
+def _combined(group: Group, chosen: Sequence[int]) -> Option:
+    """The option taking class i of `group` from provider chosen[i]."""
+    parts = tuple(
+        (pid, rc, amount) for pid, (rc, amount) in zip(chosen, group.resources, strict=True)
+    )
+    return Option(parts, frozenset(chosen))
 
 
 def _options(world: World, group: Group, root: int, rules: Rules, budget: Budget) -> list[Option]:
