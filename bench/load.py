@@ -47,6 +47,8 @@ class Target:
     name: str
     base_url: str
     headers: dict[str, str]
+    # Tests pass the app's ASGI transport; a real run goes over loopback TCP.
+    transport: httpx.AsyncBaseTransport | None = None
 
     @classmethod
     def allot(cls, base_url: str, token: str, name: str = "allot") -> Target:
@@ -64,6 +66,7 @@ class Target:
             headers={**self.headers, "openstack-api-version": VERSION},
             limits=httpx.Limits(max_connections=clients, max_keepalive_connections=clients),
             timeout=120,
+            transport=self.transport,
         )
 
 
