@@ -86,6 +86,7 @@ class Tally:
     codes: Counter[str] = field(default_factory=Counter)
     transport_errors: int = 0
     elapsed_s: float = 0.0
+    client_cpu_share: float = 0.0
 
     async def call(self, request: Awaitable[httpx.Response]) -> httpx.Response | None:
         """Await one request (a coroutine not yet started) and record it."""
@@ -116,6 +117,7 @@ class Tally:
             "statuses": {str(s): n for s, n in sorted(self.statuses.items())},
             "codes": dict(self.codes),
             "elapsed_s": round(self.elapsed_s, 2),
+            "client_cpu_share": round(self.client_cpu_share, 2),
         }
 
 
@@ -149,9 +151,11 @@ class Ledger:
 async def _run_clients(
     clients: int, worker: Callable[[int], Awaitable[None]], tally: Tally
 ) -> None:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(n) for n in range(clients)))
     tally.elapsed_s = time.perf_counter() - started
+    # The load generator shares the machine: how much of a core it used itself.
+    tally.client_cpu_share = (time.process_time() - cpu) / max(tally.elapsed_s, 1e-9)
 
 
 # --- scenarios ------------------------------------------------------------------------------

@@ -137,6 +137,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"**{h['errors_5xx']}**; over-allocated provider inventories after claim, contention "
         f"and churn: **{h['over_allocations']}**; providers whose usage differs from the "
         f"claims the clients were told were accepted: **{h['usage_mismatches']}**.",
+        f"- The load generator itself used {a.get('client_cpu_share', 0):.0%} of a core while "
+        f"loading allot at {h['clients']} clients ({p.get('client_cpu_share', 0):.0%} for "
+        "Placement): it runs on the same 2 cores as the servers and PostgreSQL.",
         f"- Resident memory after the claim scenarios, largest allot process: "
         f"**{h['allot_max_rss_mib']} MiB** (target < {TARGETS['rss_mib']:.0f}, "
         f"{_met(h['allot_max_rss_mib'] < TARGETS['rss_mib'])}).",
@@ -236,6 +239,8 @@ def markdown(results: dict[str, Any]) -> str:
             for name in ("allot", "placement")
         ],
     )
+    if results.get("candidates_error"):
+        lines += ["", f"Candidates scenario not recorded: `{results['candidates_error']}`"]
     if results.get("candidates"):
         lines += ["", "## Allocation candidates (bench/candidates.py)", ""]
         lines += _table(
