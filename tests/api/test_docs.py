@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -40,6 +41,24 @@ async def test_docs_page_has_a_strict_csp_and_local_assets() -> None:
         assert "cdn" not in page.text.lower() and "https://" not in page.text
         for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "allot-init.js"):
             assert (await c.get(f"/docs/static/{asset}")).status_code == 200, asset
+
+
+async def _execute(page: Any, method: str, path: str, body: str | None = None) -> str:
+    """Try an operation out in Swagger UI at `placement latest`; the status it shows."""
+    operation = page.locator(
+        f".opblock-{method}:has(.opblock-summary-path[data-path='{path}'])"
+    ).first
+    await operation.locator(".opblock-summary").click()
+    await operation.locator("button.try-out__btn").click()
+    await operation.locator("tr[data-param-name='OpenStack-API-Version'] input").fill(
+        "placement latest"
+    )
+    if body is not None:
+        await operation.locator("textarea.body-param__text").fill(body)
+    await operation.locator("button.execute").click()
+    status = operation.locator(".live-responses-table tbody .response-col_status").first
+    await status.wait_for(timeout=30_000)
+    return (await status.inner_text()).strip()
 
 
 async def test_swagger_ui_authorizes_and_executes_a_call(tmp_path: Path) -> None:
@@ -83,22 +102,19 @@ async def test_swagger_ui_authorizes_and_executes_a_call(tmp_path: Path) -> None
                 await page.locator(".modal-ux button.authorize").click()
                 await page.locator(".modal-ux button.btn-done").click()
 
-                operation = page.locator(
-                    ".opblock-get:has(.opblock-summary-path[data-path='/resource_classes'])"
-                ).first
-                await operation.locator(".opblock-summary").click()
-                await operation.locator("button.try-out__btn").click()
-                await operation.locator("tr[data-param-name='OpenStack-API-Version'] input").fill(
-                    "placement latest"
+                # The README's quickstart, literally: create a class, then list it.
+                created = await _execute(
+                    page, "post", "/resource_classes", body='{"name": "CUSTOM_GPU"}'
                 )
-                await operation.locator("button.execute").click()
-                status = operation.locator(".live-responses-table tbody .response-col_status").first
-                await status.wait_for(timeout=30_000)
-                assert (await status.inner_text()).strip() == "200"
-                body = await operation.locator(
-                    ".live-responses-table .microlight"
-                ).first.inner_text()
-                assert "CUSTOM_FROM_CURL" in body and "VCPU" in body
+                assert created == "201"
+                listed = await _execute(page, "get", "/resource_classes")
+                assert listed == "200"
+                shown = page.locator(
+                    ".opblock-get:has(.opblock-summary-path[data-path='/resource_classes'])"
+                    " .live-responses-table .microlight"
+                ).first
+                body = await shown.inner_text()
+                assert "CUSTOM_GPU" in body and "CUSTOM_FROM_CURL" in body and "VCPU" in body
             finally:
                 await browser.close()
         assert hosts == {f"127.0.0.1:{PORT}"}  # no CDN, nothing from elsewhere
