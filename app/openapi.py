@@ -58,7 +58,8 @@ VERSION_PARAMETER = {
     "required": False,
     "description": (
         f"Microversion, e.g. `placement {microversion.MAX}` or `placement latest`; "
-        f"absent means {microversion.MIN}."
+        f"absent means {microversion.MIN}. Bodies and responses are documented as the "
+        "latest microversion has them."
     ),
     "schema": {"type": "string", "pattern": r"^placement (latest|1\.\d+)$"},
 }
