@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.errors import CONCURRENT_UPDATE, ApiError
-from app.observability import GENERATION_RETRIES
+from app.observability import GENERATION_RETRIES, POOL_CHECKED_OUT
 from app.settings import Settings
 
 log = logging.getLogger("allot.db")
@@ -69,6 +69,14 @@ def _ensure_sqlite_directory(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
+def _count_pool_use(engine: AsyncEngine) -> AsyncEngine:
+    # /metrics: connections in use right now (a gauge summed over live processes).
+    pool = engine.sync_engine.pool
+    event.listen(pool, "checkout", lambda *_: POOL_CHECKED_OUT.inc())
+    event.listen(pool, "checkin", lambda *_: POOL_CHECKED_OUT.dec())
+    return engine
+
+
 def make_engine(url: str, settings: Settings) -> AsyncEngine:
     if url.startswith("sqlite"):
         _ensure_sqlite_directory(url)
@@ -76,13 +84,15 @@ def make_engine(url: str, settings: Settings) -> AsyncEngine:
         sync_engine: Engine = engine.sync_engine
         event.listen(sync_engine, "connect", _sqlite_pragmas)
         event.listen(sync_engine, "begin", _sqlite_begin)
-        return engine
-    return create_async_engine(
-        url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_max_overflow,
-        pool_timeout=settings.database_pool_timeout,
-        pool_pre_ping=True,
+        return _count_pool_use(engine)
+    return _count_pool_use(
+        create_async_engine(
+            url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            pool_timeout=settings.database_pool_timeout,
+            pool_pre_ping=True,
+        )
     )
 
 
