@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -140,3 +141,24 @@ async def test_readyz_is_503_until_migrations_are_at_head(app: FastAPI) -> None:
             await conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
     async with make_client(app, {}) as anonymous:
         assert (await anonymous.get("/readyz")).status_code == 200
+
+
+async def test_other_database_errors_are_a_generic_500_not_503(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def violates(session: AsyncSession, name: str) -> ResourceClass:
+        session.add(ResourceClass(id=10_600, name=name))
+        await session.flush()
+        # Standard class 0 exists: the database itself refuses (an IntegrityError).
+        await session.execute(
+            text("INSERT INTO resource_classes (id, name, created_at) VALUES (0, 'X', :now)"),
+            {"now": datetime.now(UTC)},
+        )
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(resource_classes, "create", violates)
+    response = await client.post("/resource_classes", json={"name": "CUSTOM_TWICE"})
+    assert response.status_code == 500
+    assert response.json()["errors"][0]["code"] == "allot.internal"
+    assert "retry-after" not in response.headers
+    assert (await client.get("/resource_classes/CUSTOM_TWICE")).status_code == 404
