@@ -174,6 +174,11 @@ class Placement:
         }
 
     def start(self) -> None:
+        if _port_busy(self.port):
+            # Someone else's Placement holds the usual port: take a free one of ours instead.
+            self.port = next(p for p in range(8690, 8700) if not _port_busy(p))
+            self.url = f"http://127.0.0.1:{self.port}"
+            self.env["PORT"] = str(self.port)
         if not (PLACEMENT_VENV / "bin/gunicorn").exists():
             sh("bash", str(PLACEMENT_TOOLS / "install.sh"), timeout=1200)
         sh("bash", str(PLACEMENT_TOOLS / "start.sh"), env={**self.env, "FRESH": "1"})
@@ -184,6 +189,13 @@ class Placement:
 
     def stop(self) -> None:
         sh("bash", str(PLACEMENT_TOOLS / "stop.sh"), env=self.env)
+
+
+def _port_busy(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _wait_http(url: str, popen: subprocess.Popen[bytes]) -> None:
@@ -291,7 +303,7 @@ async def _scenarios(
     ledgers = {t.name: Ledger() for t in targets}
     largest = max(args.providers)
     for t in targets:
-        providers[t.name], by_target[t.name]["setup"] = await load.setup(t, largest, 16, "bench")
+        providers[t.name], by_target[t.name]["setup"] = await load.setup(t, largest, 32, "bench")
         _say(t.name, "setup", by_target[t.name]["setup"])
 
     # Throughput against concurrency, claims spread over a fixed set of providers.
@@ -356,9 +368,9 @@ def _candidates(
         "--target",
         f"placement={placement.url}",
         "--requests",
-        "30",
+        "20",
         "--seconds",
-        "15",
+        "10",
         "--json",
         str(out),
         timeout=1800,
@@ -383,8 +395,8 @@ def main() -> None:
     parser.add_argument("--allot-db", default="allot_bench")
     parser.add_argument("--placement-db", default="placement_bench")
     parser.add_argument("--workers", type=int, default=2, help="server processes, both sides")
-    parser.add_argument("--seconds", type=float, default=8.0, help="per claim/churn step")
-    parser.add_argument("--concurrency", type=_ints, default=[1, 4, 8, 16, 32, 64])
+    parser.add_argument("--seconds", type=float, default=6.0, help="per claim/churn step")
+    parser.add_argument("--concurrency", type=_ints, default=[1, 8, 16, 32, 64])
     parser.add_argument("--main-clients", type=int, default=32)
     parser.add_argument("--sweep-providers", type=int, default=100)
     parser.add_argument("--providers", type=_ints, default=[10, 100, 1000])
