@@ -163,7 +163,9 @@ async def _collect(
     trees of every sharing provider."""
     seen: set[Candidate] = set()
     budget = Budget(max(MIN_STEPS, STEPS_PER_CANDIDATE * target))
-    after, batch = 0, max(MIN_BATCH_ROOTS, min(BATCH_ROOTS, 2 * target))
+    # Half as many roots as candidates wanted: each root gives at most a couple (spread),
+    # without reading twice the trees a limit needs.
+    after, batch = 0, max(MIN_BATCH_ROOTS, min(BATCH_ROOTS, target // 2))
     sharing: dict[int, Provider] | None = None
     while len(result.candidates) < target and budget.left > 0:
         batch_roots = loader.next_roots(roots, after, batch)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, literal, null, or_, select, union_all
+from sqlalchemy import ColumnElement, Select, exists, literal, null, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import (
@@ -127,9 +127,9 @@ async def load_trees(
     """The visible providers of the trees whose roots `roots` (and `also`) select, with every
     inventory (and its usage), trait and aggregate: enough to search and to summarise them.
     Two queries."""
-    in_trees: ColumnElement[bool] = RP.root_provider_id.in_(roots.scalar_subquery())
-    if also is not None:
-        in_trees = or_(in_trees, RP.root_provider_id.in_(also.scalar_subquery()))
+    # One IN over a union (not IN ... OR IN ...), so the database looks trees up by root index.
+    picked = select(roots.subquery().c[0])
+    in_trees = RP.root_provider_id.in_(union(picked, also) if also is not None else picked)
     rows = await session.execute(
         select(
             RP.id,
