@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import func, select
@@ -29,7 +30,7 @@ class InventoryLimits:
     step_size: int
     allocation_ratio: float
 
-    @property
+    @cached_property  # read for every amount tried by the candidate search
     def capacity(self) -> int:
         return capacity(self.total, self.reserved, self.allocation_ratio)
 
