@@ -354,6 +354,7 @@ def _candidates(
             f"postgresql://postgres@127.0.0.1:5432/{database}",
             "--providers",
             str(args.candidates),
+            env={"PYTHONPATH": str(ROOT)},
         )
     sh(
         sys.executable,
@@ -373,6 +374,7 @@ def _candidates(
         "10",
         "--json",
         str(out),
+        env={"PYTHONPATH": str(ROOT)},
         timeout=1800,
     )
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
