@@ -180,7 +180,7 @@ async def for_provider(session: AsyncSession, provider_id: int) -> list[Held]:
 
 
 async def delete_consumer(session: AsyncSession, access: Access, uuid: str) -> None:
-    """Release everything a consumer holds; 404 when it holds nothing (or cannot be seen).
+    """Release everything a consumer holds; 404 when it holds nothing.
 
     As in Placement, provider generations do not move: a release never needs a guard.
     """
