@@ -168,17 +168,14 @@ async def _collect(
     after, batch = 0, max(MIN_BATCH_ROOTS, min(BATCH_ROOTS, target // 2))
     sharing: dict[int, Provider] | None = None
     while len(result.candidates) < target and budget.left > 0:
-        batch_roots = loader.next_roots(roots, after, batch)
-        anchors = list(await session.scalars(batch_roots))
+        anchors = list(await session.scalars(loader.next_roots(roots, after, batch)))
         if not anchors:
             break
-        after, batch = anchors[-1], BATCH_ROOTS
-        also = (
-            loader.sharing_roots(shares, visible)
-            if sharing is None and shares is not None
-            else None
-        )
-        trees = await loader.load_trees(session, batch_roots, visible, result.names, also=also)
+        after, batch = anchors[-1], min(BATCH_ROOTS, 2 * batch)
+        also: list[int] = []
+        if sharing is None and shares is not None:
+            also = [r for r in await session.scalars(loader.sharing_roots(shares, visible)) if r]
+        trees = await loader.load_trees(session, anchors, visible, result.names, also=also)
         if sharing is None:
             sharing = _sharing_trees(trees, shares)
         world = loader.world_of(trees, sharing, shares)

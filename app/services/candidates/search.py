@@ -81,6 +81,7 @@ class World:
     providers: dict[int, Provider]
     members: dict[int, list[int]]  # anchor root id -> visible provider ids of its tree
     sharing: list[int]  # ids of providers with MISC_SHARES_VIA_AGGREGATE
+    _sharing_cache: dict[int, list[int]] = field(default_factory=dict)
 
     def tree_aggregates(self, root: int) -> frozenset[int]:
         out: set[int] = set()
@@ -90,10 +91,12 @@ class World:
 
     def sharing_for(self, root: int) -> list[int]:
         """Sharing providers that can serve the tree of `root`: in an aggregate with it."""
-        aggregates = self.tree_aggregates(root)
-        if not aggregates:
-            return []
-        return [s for s in self.sharing if self.providers[s].aggregates & aggregates]
+        found = self._sharing_cache.get(root)
+        if found is None:
+            aggregates = self.tree_aggregates(root) if self.sharing else frozenset()
+            found = [s for s in self.sharing if self.providers[s].aggregates & aggregates]
+            self._sharing_cache[root] = found
+        return found
 
     def is_ancestor_or_self(self, ancestor: int, pid: int) -> bool:
         current: int | None = pid
@@ -179,13 +182,10 @@ def _unsuffixed_options(
             return False
         return not group.member_of or anchor_in_aggs or group.in_aggregates(p)
 
+    usable_pool = [world.providers[pid] for pid in pool if usable(world.providers[pid])]
     per_class: list[list[int]] = []
     for rc, amount in group.resources:
-        choices = [
-            pid
-            for pid in pool
-            if usable(world.providers[pid]) and world.providers[pid].fits(rc, amount)
-        ]
+        choices = [p.id for p in usable_pool if p.fits(rc, amount)]
         if not choices:
             return []
         per_class.append(choices)
