@@ -68,7 +68,8 @@ async def list_allocation_candidates(
         max_candidates=settings.candidates_max,
         breadth_first=settings.candidates_strategy == "breadth-first",
     )
-    response = JSONResponse(_body(result, wanted, version))
+    with service.gc_paused():
+        response = JSONResponse(_body(result, wanted, version))
     set_last_modified(response, version, None)
     return response
 

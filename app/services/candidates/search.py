@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import chain, islice, product
 
 from app.services.capacity import InventoryLimits
@@ -52,6 +53,14 @@ class Group:
     @property
     def same_provider(self) -> bool:
         return self.suffix != ""
+
+    @cached_property
+    def classes(self) -> tuple[int, ...]:
+        return tuple(rc for rc, _ in self.resources)
+
+    @cached_property
+    def amounts(self) -> tuple[int, ...]:
+        return tuple(amount for _, amount in self.resources)
 
     def traits_ok(self, traits: frozenset[int]) -> bool:
         return all(any_of & traits for any_of in self.required) and not (self.forbidden & traits)
@@ -225,10 +234,7 @@ def _unsuffixed_options(
 
 def _combined(group: Group, chosen: Sequence[int]) -> Option:
     """The option taking class i of `group` from provider chosen[i]."""
-    parts = tuple(
-        (pid, rc, amount) for pid, (rc, amount) in zip(chosen, group.resources, strict=True)
-    )
-    return Option(parts, frozenset(chosen))
+    return Option(tuple(zip(chosen, group.classes, group.amounts, strict=True)), frozenset(chosen))
 
 
 def _options(world: World, group: Group, root: int, rules: Rules, budget: Budget) -> list[Option]:
