@@ -7,6 +7,7 @@ import os
 import re
 import sys
 from contextvars import ContextVar
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -55,6 +56,17 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+_make_record = logging.getLogRecordFactory()
+
+
+def _record_with_context(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    # Every record, whichever handler sees it first, carries the request's id and subject.
+    record = _make_record(*args, **kwargs)
+    record.request_id = request_id_var.get()
+    record.subject = subject_var.get()
+    return record
+
+
 class _AllotHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Ours, so that configuring twice replaces it and keeps everyone else's handlers."""
 
@@ -70,6 +82,7 @@ def configure_logging(level: str) -> None:
     handler = _AllotHandler(sys.stderr)
     handler.setFormatter(json_formatter())
     handler.addFilter(_ContextFilter())
+    logging.setLogRecordFactory(_record_with_context)
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if not isinstance(h, _AllotHandler)] + [handler]
     root.setLevel(level.upper())

@@ -60,6 +60,11 @@ LEAK_PATTERNS = [
         r"\bapp\.[a-z_]+\.",
         r"\b[A-Z][a-zA-Z]+(Error|Exception)\b",
         r"/work/|site-packages",
+        r"\.py\b",
+        r"\bconstraint\b|duplicate key|\bviolates\b",
+        r"\bErrno\b",
+        r"\bat 0x[0-9a-f]+",
+        r"\bcasbin\b|\bpyjwt\b|\bpydantic\b|\bstarlette\b",
     )
 ]
 
