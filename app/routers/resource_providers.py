@@ -7,7 +7,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz.dependencies import Access, ProvidersCreate, ProvidersRead, ProvidersWrite
@@ -16,6 +16,7 @@ from app.errors import QUERY_BAD_VALUE, UNDEFINED, ApiError, bad_request
 from app.httpcache import set_last_modified
 from app.microversion import Microversion, Version
 from app.openapi import json_body_doc
+from app.query import MAX_REPEATS, MAX_VALUE_LENGTH
 from app.query import Query as QueryString
 from app.requests import href, json_body, location_url, validate
 from app.schemas.common import link
@@ -46,6 +47,7 @@ _LINKS = (("inventories", 0), ("usages", 0), ("aggregates", 1), ("traits", 6), (
 # Query parameters of GET /resource_providers, and the microversion each appeared at.
 _FILTERS = {"name": 0, "uuid": 0, "member_of": 3, "resources": 4, "in_tree": 14, "required": 18}
 
+QueryValue = Annotated[str, StringConstraints(max_length=MAX_VALUE_LENGTH)]
 ProviderUuid = Annotated[str, Path(max_length=255, description="The provider's UUID")]
 
 
@@ -133,12 +135,16 @@ async def list_resource_providers(
     name: Annotated[str | None, Query(max_length=200)] = None,
     uuid: Annotated[str | None, Query(max_length=64)] = None,
     member_of: Annotated[
-        list[str] | None, Query(description="1.3+; repeatable, `in:` and `!` per microversion")
+        list[QueryValue] | None,
+        Query(max_length=MAX_REPEATS, description="1.3+; repeatable, `in:` and `!` per version"),
     ] = None,
-    resources: Annotated[str | None, Query(description="1.4+; `VCPU:2,MEMORY_MB:512`")] = None,
-    in_tree: Annotated[str | None, Query(description="1.14+; a provider UUID")] = None,
+    resources: Annotated[
+        str | None, Query(max_length=MAX_VALUE_LENGTH, description="1.4+; `VCPU:2,MEMORY_MB:512`")
+    ] = None,
+    in_tree: Annotated[str | None, Query(max_length=64, description="1.14+; a UUID")] = None,
     required: Annotated[
-        list[str] | None, Query(description="1.18+; traits, `!` from 1.22, `in:` from 1.39")
+        list[QueryValue] | None,
+        Query(max_length=MAX_REPEATS, description="1.18+; traits, `!` 1.22+, `in:` 1.39+"),
     ] = None,
 ) -> dict[str, Any]:
     query = QueryString(request, _allowed(version), repeatable=_repeatable(version))

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from app.schemas.common import Strict
-from app.schemas.providers import Uuid
+from app.schemas.providers import Generation, Uuid
 
 MAX_AGGREGATES_PER_PROVIDER = 1000
 AggregateUuids = Annotated[list[Uuid], Field(max_length=MAX_AGGREGATES_PER_PROVIDER)]
@@ -23,7 +23,7 @@ class AggregatesUpdate(Strict):
     """PUT /resource_providers/{uuid}/aggregates from 1.19."""
 
     aggregates: AggregateUuids
-    resource_provider_generation: int
+    resource_provider_generation: Generation
 
 
 class ProviderAggregates(BaseModel):

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from app.models.base import MAX_INT
 from app.schemas.common import NonNegativeInt32, PositiveInt32, Strict
+from app.schemas.providers import Generation
 
 # The largest value a single-precision SQL float holds, Placement's bound for allocation_ratio.
 MAX_ALLOCATION_RATIO = 3.40282e38
@@ -30,20 +31,20 @@ class InventoryFields(Strict):
 class InventoryUpdate(InventoryFields):
     """PUT /resource_providers/{uuid}/inventories/{resource_class}."""
 
-    resource_provider_generation: int
+    resource_provider_generation: Generation
 
 
 class InventoryCreate(InventoryFields):
     """POST /resource_providers/{uuid}/inventories."""
 
     resource_class: ClassName
-    resource_provider_generation: int | None = None
+    resource_provider_generation: Generation | None = None
 
 
 class InventoriesReplace(Strict):
     """PUT /resource_providers/{uuid}/inventories: the provider's whole inventory."""
 
-    resource_provider_generation: int
+    resource_provider_generation: Generation
     inventories: Annotated[
         dict[ClassName, InventoryFields], Field(max_length=MAX_CLASSES_PER_PROVIDER)
     ]

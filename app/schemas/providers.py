@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from app.models.base import EXTERNAL_ID_LEN, NAME_LEN
-from app.schemas.common import Link, Strict
+from app.schemas.common import Link, NonNegativeInt32, Strict
 
 # The longest spelling of a UUID Python accepts: "urn:uuid:{...}".
 _UUID_MAX_INPUT = 45
@@ -24,7 +24,9 @@ def canonical_uuid(value: str) -> str:
         raise ValueError("not a UUID") from None
 
 
-Uuid = Annotated[str, AfterValidator(canonical_uuid)]
+Uuid = Annotated[str, StringConstraints(max_length=_UUID_MAX_INPUT), AfterValidator(canonical_uuid)]
+# A provider generation a client sends: what the column can hold (anything else could never match).
+Generation = NonNegativeInt32
 ProviderName = Annotated[str, StringConstraints(min_length=1, max_length=NAME_LEN)]
 OwnerProject = Annotated[str, StringConstraints(min_length=1, max_length=EXTERNAL_ID_LEN)]
 

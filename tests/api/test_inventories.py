@@ -159,6 +159,9 @@ async def test_reserved_may_equal_total_from_1_26(client: httpx.AsyncClient, rp:
         {"inventories": {}},
         {"resource_provider_generation": 0},
         {"resource_provider_generation": "0", "inventories": {}},
+        # A generation no provider can have (the column is 32-bit, never negative).
+        {"resource_provider_generation": -1, "inventories": {}},
+        {"resource_provider_generation": 2**31, "inventories": {}},
         {"resource_provider_generation": 0, "inventories": {}, "extra": 1},
         {"house": "red", "car": "blue"},
     ],
