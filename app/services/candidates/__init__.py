@@ -190,7 +190,7 @@ async def _collect(
         anchors = list(await session.scalars(loader.next_roots(roots, after, batch)))
         if not anchors:
             break
-        after, batch = anchors[-1], min(BATCH_ROOTS, 2 * batch)
+        after = anchors[-1]
         also: list[int] = []
         if sharing is None and shares is not None:
             also = [r for r in await session.scalars(loader.sharing_roots(shares, visible)) if r]
@@ -209,6 +209,8 @@ async def _collect(
                     break
             result.candidates.extend(found)
             _summarise(result, world, found, nested=rules.nested)
+        # Grow the batches, faster while they find nothing.
+        batch = min(BATCH_ROOTS, batch * (2 if found else 4))
 
 
 def _sharing_trees(trees: dict[int, Provider], shares: int | None) -> dict[int, Provider]:

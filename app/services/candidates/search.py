@@ -91,6 +91,7 @@ class World:
     members: dict[int, list[int]]  # anchor root id -> visible provider ids of its tree
     sharing: list[int]  # ids of providers with MISC_SHARES_VIA_AGGREGATE
     _sharing_cache: dict[int, list[int]] = field(default_factory=dict)
+    _by_aggregate: dict[int, list[int]] | None = None
 
     def tree_aggregates(self, root: int) -> frozenset[int]:
         out: set[int] = set()
@@ -102,10 +103,21 @@ class World:
         """Sharing providers that can serve the tree of `root`: in an aggregate with it."""
         found = self._sharing_cache.get(root)
         if found is None:
-            aggregates = self.tree_aggregates(root) if self.sharing else frozenset()
-            found = [s for s in self.sharing if self.providers[s].aggregates & aggregates]
-            self._sharing_cache[root] = found
+            by_aggregate = self.sharing_by_aggregate()
+            ids: set[int] = set()
+            if by_aggregate:
+                for aggregate in self.tree_aggregates(root):
+                    ids.update(by_aggregate.get(aggregate, ()))
+            found = self._sharing_cache[root] = sorted(ids)
         return found
+
+    def sharing_by_aggregate(self) -> dict[int, list[int]]:
+        if self._by_aggregate is None:
+            self._by_aggregate = {}
+            for s in self.sharing:
+                for aggregate in self.providers[s].aggregates:
+                    self._by_aggregate.setdefault(aggregate, []).append(s)
+        return self._by_aggregate
 
     def is_ancestor_or_self(self, ancestor: int, pid: int) -> bool:
         current: int | None = pid
