@@ -16,7 +16,6 @@ from app.errors import QUERY_BAD_VALUE, UNDEFINED, ApiError, bad_request
 from app.httpcache import set_last_modified
 from app.microversion import Microversion, Version
 from app.openapi import json_body_doc
-from app.query import MAX_REPEATS, MAX_VALUE_LENGTH
 from app.query import Query as QueryString
 from app.requests import href, json_body, location_url, validate
 from app.schemas.common import link
@@ -47,7 +46,12 @@ _LINKS = (("inventories", 0), ("usages", 0), ("aggregates", 1), ("traits", 6), (
 # Query parameters of GET /resource_providers, and the microversion each appeared at.
 _FILTERS = {"name": 0, "uuid": 0, "member_of": 3, "resources": 4, "in_tree": 14, "required": 18}
 
-QueryValue = Annotated[str, StringConstraints(max_length=MAX_VALUE_LENGTH)]
+# Bounds of the list filters. Together they keep the request line well inside what an HTTP
+# server reads (uvicorn: 16 KiB, even percent-encoded), so a long query is our 400, not its.
+MAX_FILTER_REPEATS = 4
+AggregatesValue = Annotated[str, StringConstraints(max_length=1000)]  # ~25 UUIDs
+TraitsValue = Annotated[str, StringConstraints(max_length=500)]
+MAX_RESOURCES_LENGTH = 500
 ProviderUuid = Annotated[str, Path(max_length=255, description="The provider's UUID")]
 
 
@@ -135,16 +139,17 @@ async def list_resource_providers(
     name: Annotated[str | None, Query(max_length=200)] = None,
     uuid: Annotated[str | None, Query(max_length=64)] = None,
     member_of: Annotated[
-        list[QueryValue] | None,
-        Query(max_length=MAX_REPEATS, description="1.3+; repeatable, `in:` and `!` per version"),
+        list[AggregatesValue] | None,
+        Query(max_length=MAX_FILTER_REPEATS, description="1.3+; repeatable 1.24+, `!` 1.32+"),
     ] = None,
     resources: Annotated[
-        str | None, Query(max_length=MAX_VALUE_LENGTH, description="1.4+; `VCPU:2,MEMORY_MB:512`")
+        str | None,
+        Query(max_length=MAX_RESOURCES_LENGTH, description="1.4+; `VCPU:2,MEMORY_MB:512`"),
     ] = None,
     in_tree: Annotated[str | None, Query(max_length=64, description="1.14+; a UUID")] = None,
     required: Annotated[
-        list[QueryValue] | None,
-        Query(max_length=MAX_REPEATS, description="1.18+; traits, `!` 1.22+, `in:` 1.39+"),
+        list[TraitsValue] | None,
+        Query(max_length=MAX_FILTER_REPEATS, description="1.18+; `!` 1.22+, `in:` 1.39+"),
     ] = None,
 ) -> dict[str, Any]:
     query = QueryString(request, _allowed(version), repeatable=_repeatable(version))
