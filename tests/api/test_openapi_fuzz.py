@@ -68,12 +68,13 @@ def fuzz_target(request: pytest.FixtureRequest) -> Iterator[str]:
             "ALLOT_LOG_LEVEL": "WARNING",
         }
         _run("db", "upgrade", env=env, cwd=Path(tmp))
+        server_log = open(Path(tmp) / "serve.log", "w")  # noqa: SIM115 - closed below
         server = subprocess.Popen(
             [ALLOT, "serve", "--port", str(PORT)],
             env=env,
             cwd=tmp,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=server_log,
         )
         base = f"http://127.0.0.1:{PORT}"
         try:
@@ -88,9 +89,14 @@ def fuzz_target(request: pytest.FixtureRequest) -> Iterator[str]:
                 time.sleep(0.2)
             yield base
         finally:
+            died = server.poll()
             server.terminate()
             server.wait(timeout=30)
+            server_log.close()
             asyncio.run(drop_scratch_database(url))
+            # A server that died under the fuzzer is a finding: show how it ended.
+            tail = (Path(tmp) / "serve.log").read_text()[-3000:]
+            assert died is None, f"allot serve exited ({died}) during the run:\n{tail}"
 
 
 # The document the app serves at /openapi.json (checked below), loaded at collection time so that
