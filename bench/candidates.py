@@ -116,7 +116,7 @@ async def compare(targets: dict[str, str], token: str | None, providers: int) ->
             raise SystemExit(1)
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     targets = dict(t.split("=", 1) for t in args.target)
     if args.compare:
         await compare(targets, args.allot_token, args.providers)
@@ -129,10 +129,7 @@ async def run(args: argparse.Namespace) -> None:
                 figures = await measure(client, query, args.requests, args.seconds)
             rows.append({"providers": args.providers, "scenario": label, "target": name, **figures})
             print(json.dumps(rows[-1]), flush=True)
-    if args.json:
-        with open(args.json, "a") as out:
-            for row in rows:
-                out.write(json.dumps(row) + "\n")
+    return rows
 
 
 def main() -> None:
@@ -144,7 +141,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="per scenario and target")
     parser.add_argument("--compare", action="store_true")
     parser.add_argument("--json", help="append the figures (JSON lines) to this file")
-    asyncio.run(run(parser.parse_args()))
+    args = parser.parse_args()
+    rows = asyncio.run(run(args))
+    if args.json:
+        with open(args.json, "a") as out:
+            for row in rows:
+                out.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

@@ -90,14 +90,14 @@ def build(providers: int) -> tuple[Rows, int]:
     def inventory(pid: int, rc: int, total: int, reserved: int = 0, ratio: float = 1.0) -> None:
         rows.inventories.append((pid, rc, total, reserved, 1, total, 1, ratio))
 
-    for rack in range(racks):
-        if rack % 2 == 0:
+    for i in range(computes):
+        rack = i // RACK_SIZE
+        if rack % 2 == 0 and i % RACK_SIZE == 0:
+            # A rack's shared storage arrives with the rack (ids interleave as in a real cloud).
             shared = add(f"shared{rack}", None, None)
             inventory(shared, DISK_GB, 100_000)
             rows.traits.append((shared, "MISC_SHARES_VIA_AGGREGATE"))
             rows.aggregates.append((shared, rack))
-    for i in range(computes):
-        rack = i // RACK_SIZE
         root = add(f"cn{i}", None, None)
         rows.aggregates.append((root, rack))
         if rack % 2 == 1:
