@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from app import microversion
 
-PUBLIC_PATHS = {"/", "/healthz", "/readyz", "/metrics"}
+PUBLIC_PATHS = {"/", "/healthz", "/readyz"}
 
 _ERROR_SCHEMA = {
     "type": "object",

@@ -15,6 +15,8 @@ ALLOCATIONS_WRITE = "allocations:write"
 USAGES_READ = "usages:read"
 CANDIDATES_READ = "allocation_candidates:read"
 RESHAPER = "reshaper:write"
+# Operations: the Prometheus metrics.
+METRICS_READ = "metrics:read"
 
 ALL = (
     RESOURCE_CLASSES_READ,
@@ -30,4 +32,5 @@ ALL = (
     USAGES_READ,
     CANDIDATES_READ,
     RESHAPER,
+    METRICS_READ,
 )

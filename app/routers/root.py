@@ -1,4 +1,4 @@
-"""Version discovery, health and metrics: the routes that need no token."""
+"""Version discovery and health (no token needed), and the metrics (admin, service, auditor)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 from sqlalchemy import text
 
 from app import microversion
+from app.authz.dependencies import MetricsRead
 from app.dependencies import DatabaseDep
 from app.errors import UNAVAILABLE, ApiError
 from app.httpcache import set_last_modified
@@ -68,6 +69,6 @@ async def readyz(database: DatabaseDep) -> dict[str, str]:
     tags=["operations"],
     response_class=Response,
 )
-async def metrics() -> Response:
+async def metrics(_: MetricsRead) -> Response:
     payload, content_type = metrics_payload()
     return Response(payload, media_type=content_type)

@@ -17,7 +17,8 @@ async def test_metrics_cover_requests_latency_retries_limits_and_the_pool(
 ) -> None:
     await client.get("/traits")
     await client.get("/traits/NOT_A_TRAIT")
-    text = (await client.get("/metrics", headers={"authorization": ""})).text
+    assert (await client.get("/metrics", headers={"authorization": ""})).status_code == 401
+    text = (await client.get("/metrics")).text
     assert 'allot_requests_total{method="GET",route="/traits",status="200"}' in text
     assert 'allot_requests_total{method="GET",route="/traits/{name}",status="404"}' in text
     assert 'allot_request_duration_seconds_bucket{le="0.005",method="GET",route="/traits"}' in text

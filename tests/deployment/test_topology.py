@@ -154,7 +154,8 @@ async def test_metrics_cover_every_worker_of_a_process(topology: Topology) -> No
 
 
 async def _healthz_count(client: httpx.AsyncClient, server: Process) -> float:
-    text = (await client.get(f"{server.url}/metrics")).text
+    operator = mint(roles=["admin"], project="ops", user="metrics-scraper")
+    text = (await client.get(f"{server.url}/metrics", headers=_headers(operator))).text
     total = 0.0
     for line in text.splitlines():
         if line.startswith("allot_requests_total{") and 'route="/healthz"' in line:
