@@ -12,6 +12,14 @@ from app.errors import QUERY_DUPLICATE_KEY, bad_request
 MAX_REPEATS = 64
 MAX_VALUE_LENGTH = 8192
 
+# Bounds of filter values (documented in OpenAPI). Together they keep a request line well inside
+# what the HTTP server reads, even percent-encoded, so an over-long query is our 400, not its.
+RESOURCES_MAX_LENGTH = 500  # `VCPU:1,MEMORY_MB:512,...`
+TRAITS_MAX_LENGTH = 500  # ~20 trait names
+AGGREGATES_MAX_LENGTH = 1000  # ~25 aggregate UUIDs
+UUID_MAX_LENGTH = 64
+WORD_MAX_LENGTH = 32  # a number or a keyword (limit, group_policy)
+
 
 class Query:
     """The query string of one request, checked against what the route accepts."""

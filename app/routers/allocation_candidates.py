@@ -11,7 +11,13 @@ from app.authz.dependencies import CandidatesRead
 from app.dependencies import SessionDep, SettingsDep
 from app.httpcache import set_last_modified
 from app.microversion import Microversion, Version, since
-from app.query import MAX_VALUE_LENGTH
+from app.query import (
+    AGGREGATES_MAX_LENGTH,
+    RESOURCES_MAX_LENGTH,
+    TRAITS_MAX_LENGTH,
+    UUID_MAX_LENGTH,
+    WORD_MAX_LENGTH,
+)
 from app.query import Query as QueryString
 from app.schemas.allocation_candidates import AllocationCandidates
 from app.services import candidates as service
@@ -43,38 +49,38 @@ async def list_allocation_candidates(
     resources: Annotated[
         str | None,
         Query(
-            max_length=MAX_VALUE_LENGTH,
+            max_length=RESOURCES_MAX_LENGTH,
             description="`VCPU:1,MEMORY_MB:512`; also `resources<suffix>` from 1.25.",
         ),
     ] = None,
     required: Annotated[
         str | None,
         Query(
-            max_length=MAX_VALUE_LENGTH,
+            max_length=TRAITS_MAX_LENGTH,
             description="Traits: `A,!B` (! from 1.22), `in:A,B` (1.39); `required<suffix>`.",
         ),
     ] = None,
     member_of: Annotated[
         str | None,
         Query(
-            max_length=MAX_VALUE_LENGTH,
+            max_length=AGGREGATES_MAX_LENGTH,
             description="Aggregates: `uuid`, `in:u1,u2`, `!uuid` (1.32); repeatable (1.24).",
         ),
     ] = None,
     in_tree: Annotated[
-        str | None, Query(max_length=MAX_VALUE_LENGTH, description="A provider uuid (1.31).")
+        str | None, Query(max_length=UUID_MAX_LENGTH, description="A provider uuid (1.31).")
     ] = None,
     limit: Annotated[
-        str | None, Query(max_length=MAX_VALUE_LENGTH, description="A positive integer (1.16).")
+        str | None, Query(max_length=WORD_MAX_LENGTH, description="A positive integer (1.16).")
     ] = None,
     group_policy: Annotated[
-        str | None, Query(max_length=MAX_VALUE_LENGTH, description="`none` or `isolate` (1.25).")
+        str | None, Query(max_length=WORD_MAX_LENGTH, description="`none` or `isolate` (1.25).")
     ] = None,
     root_required: Annotated[
-        str | None, Query(max_length=MAX_VALUE_LENGTH, description="Root traits (1.35).")
+        str | None, Query(max_length=TRAITS_MAX_LENGTH, description="Root traits (1.35).")
     ] = None,
     same_subtree: Annotated[
-        str | None, Query(max_length=MAX_VALUE_LENGTH, description="Group suffixes (1.36).")
+        str | None, Query(max_length=TRAITS_MAX_LENGTH, description="Group suffixes (1.36).")
     ] = None,
 ) -> JSONResponse:
     query = QueryString(request, WIDE_KEYS, repeatable=REPEATABLE, allowed_prefixes=GROUP_KEYS)

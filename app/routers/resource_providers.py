@@ -16,6 +16,7 @@ from app.errors import QUERY_BAD_VALUE, UNDEFINED, ApiError, bad_request
 from app.httpcache import set_last_modified
 from app.microversion import Microversion, Version
 from app.openapi import json_body_doc
+from app.query import AGGREGATES_MAX_LENGTH, RESOURCES_MAX_LENGTH, TRAITS_MAX_LENGTH
 from app.query import Query as QueryString
 from app.requests import href, json_body, location_url, validate
 from app.schemas.common import link
@@ -46,12 +47,11 @@ _LINKS = (("inventories", 0), ("usages", 0), ("aggregates", 1), ("traits", 6), (
 # Query parameters of GET /resource_providers, and the microversion each appeared at.
 _FILTERS = {"name": 0, "uuid": 0, "member_of": 3, "resources": 4, "in_tree": 14, "required": 18}
 
-# Bounds of the list filters. Together they keep the request line well inside what an HTTP
-# server reads (uvicorn: 16 KiB, even percent-encoded), so a long query is our 400, not its.
+# Bounds of the list filters (app.query), so a long query is our 400, not the HTTP server's.
 MAX_FILTER_REPEATS = 4
-AggregatesValue = Annotated[str, StringConstraints(max_length=1000)]  # ~25 UUIDs
-TraitsValue = Annotated[str, StringConstraints(max_length=500)]
-MAX_RESOURCES_LENGTH = 500
+AggregatesValue = Annotated[str, StringConstraints(max_length=AGGREGATES_MAX_LENGTH)]
+TraitsValue = Annotated[str, StringConstraints(max_length=TRAITS_MAX_LENGTH)]
+MAX_RESOURCES_LENGTH = RESOURCES_MAX_LENGTH
 ProviderUuid = Annotated[str, Path(max_length=255, description="The provider's UUID")]
 
 
