@@ -41,7 +41,7 @@ pytestmark = pytest.mark.slow
 ALLOT = str(Path(sys.executable).with_name("allot"))
 PORTS = range(8100, 8200)  # this suite's port range on the shared machine
 CLIENTS = 24
-ROUNDS = 6
+ROUNDS = 3
 HEADERS = {"openstack-api-version": "placement latest"}
 
 
