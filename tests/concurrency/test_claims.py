@@ -11,18 +11,12 @@ Throughput and the 409 rate are printed as figures, never asserted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid as uuidlib
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,12 +30,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.db import make_engine
 from app.migrations_runner import upgrade
 from app.models import Allocation, Consumer, ResourceClass, ResourceProvider
-from tests.conftest import PG_URL, TEST_SECRET, auth, mint
+from tests.concurrency.servers import allot_serve
+from tests.conftest import PG_URL, auth, mint
 from tests.conftest import test_settings as settings_for
 
 pytestmark = pytest.mark.slow
 
-ALLOT = str(Path(sys.executable).with_name("allot"))
 PORTS = range(8200, 8300)  # this suite's port range on the shared machine
 CLAIMS = 400
 CLIENTS = 32
@@ -49,60 +43,6 @@ PROVIDERS = 4
 CAPACITY = 10  # VCPU per provider
 PROJECT = "claims-project"
 RELEASE_CHANCE = 0.3  # after an accepted claim, a client sometimes releases one of its own
-
-
-def _free_port() -> int:
-    for port in random.sample(PORTS, len(PORTS)):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 8200-8299")
-
-
-@contextlib.contextmanager
-def allot_serve(database_url: str, workers: int, log: Path) -> Iterator[str]:
-    """`allot serve` as its own process group; stopped (that group only) afterwards."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "ALLOT_DATABASE_URL": database_url,
-        "ALLOT_AUTH_JWT_SECRET": TEST_SECRET,
-        "ALLOT_RATE_LIMIT": "off",
-        "ALLOT_RATE_LIMIT_ANON": "off",
-        "ALLOT_LOG_LEVEL": "WARNING",
-        "ALLOT_DATABASE_POOL_SIZE": "8",
-        "ALLOT_DATABASE_MAX_OVERFLOW": "4",
-    }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [ALLOT, "serve", "--workers", str(workers), "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, f"allot serve exited:\n{log.read_text()[-3000:]}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "allot serve did not come up"
-            time.sleep(0.2)
-        yield base
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @dataclass
@@ -284,7 +224,7 @@ async def test_claims_on_postgresql_with_two_workers(
 ) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
-        allot_serve(claims_postgres, 2, Path(tmp) / "serve.log") as base,
+        allot_serve(claims_postgres, workers=2, log=Path(tmp) / "serve.log", ports=PORTS) as base,
     ):
         await _claims_hold(base, claims_postgres, "postgresql, 2 workers", seed=1)
     with capsys.disabled():
@@ -294,7 +234,7 @@ async def test_claims_on_postgresql_with_two_workers(
 async def test_claims_on_sqlite_with_one_process(capsys: pytest.CaptureFixture[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite+aiosqlite:///{Path(tmp) / 'claims.db'}"
-        with allot_serve(database_url, 1, Path(tmp) / "serve.log") as base:
+        with allot_serve(database_url, workers=1, log=Path(tmp) / "serve.log", ports=PORTS) as base:
             await _claims_hold(base, database_url, "sqlite, 1 process", seed=2)
     with capsys.disabled():
         print(capsys.readouterr().out, end="")

@@ -11,17 +11,10 @@ Real `allot serve` processes (two workers) on PostgreSQL (a database of its own)
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,69 +26,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db import make_engine
 from app.migrations_runner import upgrade
-from tests.conftest import PG_URL, TEST_SECRET, auth, mint
+from tests.concurrency.servers import allot_serve
+from tests.conftest import PG_URL, auth, mint
 from tests.conftest import test_settings as settings_for
 
 pytestmark = pytest.mark.slow
 
-ALLOT = str(Path(sys.executable).with_name("allot"))
 PORTS = range(8100, 8200)  # this suite's port range on the shared machine
 CLIENTS = 24
 ROUNDS = 3
 HEADERS = {"openstack-api-version": "placement latest"}
-
-
-def _free_port() -> int:
-    for port in random.sample(PORTS, len(PORTS)):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 8100-8199")
-
-
-@contextlib.contextmanager
-def serve(database_url: str, log: Path, workers: int = 2) -> Iterator[str]:
-    """`allot serve` in its own process group, stopped (that group only) afterwards."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "ALLOT_DATABASE_URL": database_url,
-        "ALLOT_AUTH_JWT_SECRET": TEST_SECRET,
-        "ALLOT_RATE_LIMIT": "off",
-        "ALLOT_RATE_LIMIT_ANON": "off",
-        "ALLOT_LOG_LEVEL": "WARNING",
-        "ALLOT_DATABASE_POOL_SIZE": "8",
-    }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [ALLOT, "serve", "--workers", str(workers), "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, f"allot serve exited:\n{log.read_text()[-3000:]}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "allot serve did not come up"
-            time.sleep(0.2)
-        yield base
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def _inventory(client_index: int, round_index: int) -> dict[str, Any]:
@@ -240,7 +180,10 @@ async def own_postgres() -> AsyncIterator[str]:
 
 
 async def test_races_on_postgresql(own_postgres: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp, serve(own_postgres, Path(tmp) / "serve.log") as base:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        allot_serve(own_postgres, workers=2, log=Path(tmp) / "serve.log", ports=PORTS) as base,
+    ):
         await _race(base)
         await _tree_race(base)
 
@@ -248,6 +191,6 @@ async def test_races_on_postgresql(own_postgres: str) -> None:
 async def test_races_on_sqlite() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite+aiosqlite:///{Path(tmp) / 'race.db'}"
-        with serve(database_url, Path(tmp) / "serve.log") as base:
+        with allot_serve(database_url, workers=2, log=Path(tmp) / "serve.log", ports=PORTS) as base:
             await _race(base)
             await _tree_race(base)

@@ -1,0 +1,76 @@
+"""Real `allot serve` processes for the concurrency tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import TEST_SECRET
+
+ALLOT = str(Path(sys.executable).with_name("allot"))
+
+
+def free_port(ports: range) -> int:
+    for port in random.sample(ports, len(ports)):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
+@contextlib.contextmanager
+def allot_serve(
+    database_url: str, *, workers: int, log: Path, ports: range, pool_size: int = 8
+) -> Iterator[str]:
+    """`allot serve` as its own process group, on a free port of `ports`; stopped afterwards."""
+    port = free_port(ports)
+    env = {
+        **os.environ,
+        "ALLOT_DATABASE_URL": database_url,
+        "ALLOT_AUTH_JWT_SECRET": TEST_SECRET,
+        "ALLOT_RATE_LIMIT": "off",
+        "ALLOT_RATE_LIMIT_ANON": "off",
+        "ALLOT_LOG_LEVEL": "WARNING",
+        "ALLOT_DATABASE_POOL_SIZE": str(pool_size),
+        "ALLOT_DATABASE_MAX_OVERFLOW": "4",
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [ALLOT, "serve", "--workers", str(workers), "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"allot serve exited:\n{log.read_text()[-3000:]}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "allot serve did not come up"
+            time.sleep(0.2)
+        yield base
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
