@@ -220,28 +220,46 @@ def _unsuffixed_options(
     for i in range(len(per_class) - 1, -1, -1):
         here = frozenset(chain.from_iterable(world.providers[pid].traits for pid in per_class[i]))
         reachable[i] = here | reachable[i + 1]
-    options: list[Option] = []
+    walk = _TraitWalk(world, group, per_class, reachable, rules.nested, cap, budget)
+    walk.walk(0, [], frozenset())
+    return walk.options
 
-    def walk(i: int, chosen: list[int], traits: frozenset[int]) -> None:
-        if len(options) >= cap or not budget.spend():
+
+@dataclass(slots=True)
+class _TraitWalk:
+    """One provider per class of an unsuffixed group, depth-first, pruned as soon as the
+    group's required traits are out of reach. An object rather than a recursive closure: a
+    closure calling itself is a reference cycle, which would keep the world alive until the
+    cyclic collector finds it."""
+
+    world: World
+    group: Group
+    per_class: list[list[int]]
+    reachable: list[frozenset[int]]  # traits obtainable from class i onwards
+    nested: bool
+    cap: int
+    budget: Budget
+    options: list[Option] = field(default_factory=list)
+
+    def walk(self, i: int, chosen: list[int], traits: frozenset[int]) -> None:
+        if len(self.options) >= self.cap or not self.budget.spend():
             return
-        if not all(any_of & (traits | reachable[i]) for any_of in group.required):
+        reachable = traits | self.reachable[i]
+        if not all(any_of & reachable for any_of in self.group.required):
             return
-        if i == len(per_class):
-            options.append(_combined(group, chosen))
+        if i == len(self.per_class):
+            self.options.append(_combined(self.group, chosen))
             return
-        for pid in per_class[i]:
-            p = world.providers[pid]
-            if not rules.nested and any(
-                world.providers[c].root_id == p.root_id and c != pid for c in chosen
+        providers = self.world.providers
+        for pid in self.per_class[i]:
+            p = providers[pid]
+            if not self.nested and any(
+                providers[c].root_id == p.root_id and c != pid for c in chosen
             ):
                 continue
             chosen.append(pid)
-            walk(i + 1, chosen, traits | p.traits)
+            self.walk(i + 1, chosen, traits | p.traits)
             chosen.pop()
-
-    walk(0, [], frozenset())
-    return options
 
 
 def _combined(group: Group, chosen: Sequence[int]) -> Option:
@@ -326,65 +344,79 @@ def _anchor_candidates(
     order = sorted(range(len(rules.groups)), key=lambda i: len(options[i]))
     groups = [rules.groups[i] for i in order]
     ordered = [options[i] for i in order]
-    sums: dict[tuple[int, int], int] = {}
-    isolated: set[int] = set()
-    tree_giver: dict[int, int] = {}
-    chosen: dict[str, Option] = {}
+    yield from _Combiner(world, rules, budget, groups, ordered).walk(0)
 
-    def add(option: Option, group: Group) -> list[tuple[int, int]] | None:
+
+@dataclass(slots=True)
+class _Combiner:
+    """One option per group (in `groups` order), depth-first, keeping running totals per
+    (provider, class) so a choice that cannot fit is dropped at once. An object rather than
+    recursive closures: a closure calling itself is a reference cycle, which would keep the
+    world alive until the cyclic collector finds it."""
+
+    world: World
+    rules: Rules
+    budget: Budget
+    groups: list[Group]
+    options: list[list[Option]]  # per group
+    sums: dict[tuple[int, int], int] = field(default_factory=dict)
+    isolated: set[int] = field(default_factory=set)
+    tree_giver: dict[int, int] = field(default_factory=dict)
+    chosen: dict[str, Option] = field(default_factory=dict)
+
+    def add(self, option: Option, group: Group) -> list[tuple[int, int]] | None:
         """Take `option` into the running totals, or None (nothing changed) if it can't fit."""
+        providers, sums, nested = self.world.providers, self.sums, self.rules.nested
         for pid, rc, amount in option.parts:
-            limits, used = world.providers[pid].inventory[rc]
+            limits, used = providers[pid].inventory[rc]
             if not limits.fits(used, sums.get((pid, rc), 0) + amount):
                 return None
-            if not rules.nested:
-                giver = tree_giver.get(world.providers[pid].root_id)
+            if not nested:
+                giver = self.tree_giver.get(providers[pid].root_id)
                 if giver is not None and giver != pid:
                     return None
-        if rules.isolate and group.same_provider and option.providers & isolated:
+        if self.rules.isolate and group.same_provider and option.providers & self.isolated:
             return None
         touched = []
         for pid, rc, amount in option.parts:
             sums[(pid, rc)] = sums.get((pid, rc), 0) + amount
             touched.append((pid, rc))
-            if not rules.nested:
-                tree_giver.setdefault(world.providers[pid].root_id, pid)
+            if not nested:
+                self.tree_giver.setdefault(providers[pid].root_id, pid)
         return touched
 
-    def undo(
-        option: Option, group: Group, touched: list[tuple[int, int]], givers: dict[int, int]
-    ) -> None:
+    def undo(self, option: Option, touched: list[tuple[int, int]], givers: dict[int, int]) -> None:
+        sums = self.sums
         for (pid, rc), (_, _, amount) in zip(touched, option.parts, strict=True):
             sums[(pid, rc)] -= amount
             if not sums[(pid, rc)]:
                 del sums[(pid, rc)]
-        if not rules.nested:
-            tree_giver.clear()
-            tree_giver.update(givers)
+        if not self.rules.nested:
+            self.tree_giver.clear()
+            self.tree_giver.update(givers)
 
-    def walk(i: int) -> Iterator[Candidate]:
-        if i == len(groups):
-            if _same_subtree_ok(world, rules.same_subtrees, chosen):
-                yield _candidate(sums, chosen)
+    def walk(self, i: int) -> Iterator[Candidate]:
+        if i == len(self.groups):
+            if _same_subtree_ok(self.world, self.rules.same_subtrees, self.chosen):
+                yield _candidate(self.sums, self.chosen)
             return
-        group = groups[i]
-        for option in ordered[i]:
-            if not budget.spend():
+        group = self.groups[i]
+        isolating = self.rules.isolate and group.same_provider
+        for option in self.options[i]:
+            if not self.budget.spend():
                 return
-            givers = dict(tree_giver)
-            touched = add(option, group)
+            givers = dict(self.tree_giver)
+            touched = self.add(option, group)
             if touched is None:
                 continue
-            if rules.isolate and group.same_provider:
-                isolated.update(option.providers)
-            chosen[group.suffix] = option
-            yield from walk(i + 1)
-            del chosen[group.suffix]
-            if rules.isolate and group.same_provider:
-                isolated.difference_update(option.providers)
-            undo(option, group, touched, givers)
-
-    yield from walk(0)
+            if isolating:
+                self.isolated.update(option.providers)
+            self.chosen[group.suffix] = option
+            yield from self.walk(i + 1)
+            del self.chosen[group.suffix]
+            if isolating:
+                self.isolated.difference_update(option.providers)
+            self.undo(option, touched, givers)
 
 
 def _candidate(sums: dict[tuple[int, int], int], chosen: dict[str, Option]) -> Candidate:
