@@ -87,16 +87,19 @@ async def list_allocation_candidates(
     query = QueryString(request, WIDE_KEYS, repeatable=REPEATABLE, allowed_prefixes=GROUP_KEYS)
     params = {key: query.get_all(key) for key in list(query.keys())}
     wanted = parse_candidates_request(params, version)
-    result = await service.find(
-        session,
-        wanted,
-        version,
-        access,
-        max_candidates=settings.candidates_max,
-        breadth_first=settings.candidates_strategy == "breadth-first",
-    )
+    # Reading, searching and writing the body under one pause of the collector (see gc_paused).
     with service.gc_paused():
-        response = Response(_render(result, wanted, version), media_type="application/json")
+        result = await service.find(
+            session,
+            wanted,
+            version,
+            access,
+            max_candidates=settings.candidates_max,
+            breadth_first=settings.candidates_strategy == "breadth-first",
+        )
+        body = _render(result, wanted, version)
+        del result  # freed before the collector resumes: it then finds nothing new to walk
+    response = Response(body, media_type="application/json")
     set_last_modified(response, version, None)
     return response
 

@@ -45,11 +45,14 @@ class Result:
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause CPython's cyclic garbage collector around a CPU-bound stretch with no awaits.
+    """Pause CPython's cyclic garbage collector around the building of a response.
 
     The search and the response build allocate many small objects without cycles; left alone,
-    the collector runs full passes over the whole heap in the middle of them, which cost more
-    than the work itself. Reference counting still frees everything as usual.
+    the collector runs passes over them in the middle of the work, which cost more than the
+    work itself. Reference counting still frees everything as usual, and what is freed before
+    the pause ends never meets the collector at all. A pause may span awaits: the requests
+    served meanwhile run without the collector for at most that long (the pause that disabled
+    it is the one that enables it again), and the cycles they leave are found afterwards.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -199,16 +202,15 @@ async def _collect(
             sharing = _sharing_trees(trees, shares)
         world = loader.world_of(trees, sharing, shares)
         found: list[Candidate] = []
-        with gc_paused():
-            for candidate in search(world, anchors, rules, budget):
-                if candidate in seen:
-                    continue
-                seen.add(candidate)
-                found.append(candidate)
-                if len(result.candidates) + len(found) >= target:
-                    break
-            result.candidates.extend(found)
-            _summarise(result, world, found, nested=rules.nested)
+        for candidate in search(world, anchors, rules, budget):
+            if candidate in seen:
+                continue
+            seen.add(candidate)
+            found.append(candidate)
+            if len(result.candidates) + len(found) >= target:
+                break
+        result.candidates.extend(found)
+        _summarise(result, world, found, nested=rules.nested)
         # Grow the batches, faster while they find nothing.
         batch = min(BATCH_ROOTS, batch * (2 if found else 4))
 
