@@ -12,18 +12,21 @@ from app.db import Database
 from app.settings import Settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
+    # async although it never awaits: FastAPI runs a plain `def` dependency in a worker
+    # thread, a thread hop per request for an attribute read.
     database: Database = request.app.state.database
     return database
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
 async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async for session in get_database(request).reader():
+    database: Database = request.app.state.database
+    async for session in database.reader():
         yield session
 
 

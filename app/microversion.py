@@ -78,7 +78,12 @@ def get_version(request: Request) -> Microversion:
     return version
 
 
-Version = Annotated[Microversion, Depends(get_version)]
+async def version_dependency(request: Request) -> Microversion:
+    # async: FastAPI would run a plain function in a worker thread, once per request.
+    return get_version(request)
+
+
+Version = Annotated[Microversion, Depends(version_dependency)]
 
 
 def require(version: Microversion, minor: int) -> None:

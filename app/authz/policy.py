@@ -50,6 +50,7 @@ class Policy:
     def _load(self) -> None:
         self.enforcer = casbin.Enforcer(_package_file("model.conf"), policy_path(self.source))
         self._scope.cache_clear()
+        self._decide_relation.cache_clear()
 
     def reload(self) -> None:
         self._load()
@@ -57,7 +58,10 @@ class Policy:
 
     def decide(self, subject: Subject, action: str, owner: str | None) -> tuple[bool, str]:
         """Allowed or not, and the rule that decided (for the log)."""
-        return self._decide(subject.principals, _project_of(subject), owner or "", action)
+        project = _project_of(subject)
+        return self._decide_relation(
+            subject.principals, bool(project), _relation(project, owner), action
+        )
 
     def allows(self, subject: Subject, action: str, owner: str | None) -> bool:
         return self.decide(subject, action, owner)[0]
@@ -76,6 +80,16 @@ class Policy:
         return False, f"no rule allows {action} for {list(principals) or 'no role'}"
 
     @lru_cache(maxsize=4096)  # noqa: B019 - one Policy lives as long as the process
+    def _decide_relation(
+        self, principals: tuple[str, ...], has_project: bool, relation: str, action: str
+    ) -> tuple[bool, str]:
+        # model.conf compares the owner only with "" and with the caller's project, so the
+        # decision depends on how the two relate, not on the names: a bounded cache key.
+        project = _SOME_PROJECT if has_project else ""
+        owner = {_SHARED: "", _OWN: project, _OTHER: _FOREIGN}[relation]
+        return self._decide(principals, project, owner, action)
+
+    @lru_cache(maxsize=4096)  # noqa: B019 - one Policy lives as long as the process
     def _scope(self, principals: tuple[str, ...], project: str, action: str) -> str:
         def allowed(owner: str) -> bool:
             return self._decide(principals, project, owner, action)[0]
@@ -92,6 +106,17 @@ class Policy:
             # Shared objects only: expressed as "visible" with no project of one's own.
             return Scope.VISIBLE
         return Scope.NONE
+
+
+_SOME_PROJECT = "\x00project"
+_SHARED, _OWN, _OTHER = "shared", "own", "other"
+
+
+def _relation(project: str, owner: str | None) -> str:
+    """How an object's owner relates to the caller's project."""
+    if not owner:
+        return _SHARED
+    return _OWN if owner == project else _OTHER
 
 
 def _project_of(subject: Subject) -> str:
