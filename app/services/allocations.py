@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import Select, bindparam, delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz import actions
@@ -41,8 +41,9 @@ from app.errors import (
 )
 from app.models import Allocation, Consumer, ResourceClass, ResourceProvider
 from app.services import consumers
-from app.services.capacity import limits_by_provider_class, usage_by_provider_class
+from app.services.capacity import InventoryLimits, limits_and_usage, limits_by_provider_class
 from app.services.consumers import ConsumerRow
+from app.services.standard import standard_class_id
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,9 @@ class Prepared:
     relock: bool  # generations may have moved since (the reshaper's inventory writes)
     releasing: set[int]  # ids of existing consumers this write leaves with nothing
     old: _Old
-    before: dict[tuple[int, int], int]  # usage of the locked providers before this write
+    # The inventories this write allocates from, and their usage before it (under the locks).
+    limits: dict[tuple[int, int], InventoryLimits]
+    before: dict[tuple[int, int], int]
     # A write may leave an (already) overcommitted provider no worse than it was. Not the
     # reshaper: it changes the inventory too, so "before" says nothing about the new one.
     tolerate_overcommit: bool = True
@@ -221,7 +224,6 @@ async def prepare(
     """Steps 1-4 and the release of the old allocations (the reshaper then changes inventory)."""
     _check_projects(access, writes)
     classes = await _class_ids(session, writes)
-    providers = await _providers(session, access, writes)
     existing = await consumers.find(session, (w.uuid for w in writes))
     _check_consumers(access, writes, existing)
 
@@ -232,9 +234,11 @@ async def prepare(
     releasing = {existing[w.uuid].id for w in writes if not w.allocations and w.uuid in existing}
     old_before_lock = await _old_allocations(session, releasing)
     # Placement bumps the providers a write allocates on, and those a released consumer held.
-    bump = {providers[uuid].id for w in writes for uuid in w.allocations}
-    bump |= old_before_lock.providers_of(releasing)
-    locked = await lock_providers(session, bump | set(also_lock))
+    released_from = old_before_lock.providers_of(releasing)
+    providers, locked = await _lock_providers_of(
+        session, access, writes, released_from | set(also_lock)
+    )
+    bump = {p.id for p in providers.values()} | released_from
 
     consumer_ids = await _record_consumers(session, writes, existing, owners)
     # Only consumers that existed can hold anything (each round trip here holds the locks).
@@ -242,7 +246,8 @@ async def prepare(
     old = await _old_allocations(session, set(had))
     if not old.providers_of(releasing) <= bump:
         raise GenerationConflict("a released consumer gained allocations meanwhile")
-    before = await usage_by_provider_class(session, locked)
+    # Capacity and usage of what this write allocates, read under the locks.
+    capacity = await limits_and_usage(session, (p.id for p in providers.values()), classes.values())
     if had:
         await session.execute(
             delete(Allocation)
@@ -258,18 +263,28 @@ async def prepare(
         relock=bool(also_lock),
         releasing=releasing,
         old=old,
-        before=before,
+        limits={key: limits for key, (limits, _) in capacity.items()},
+        before={key: used for key, (_, used) in capacity.items()},
         tolerate_overcommit=tolerate_overcommit,
     )
+
+
+_INSERT = insert(Allocation)
 
 
 async def finish(session: AsyncSession, prepared: Prepared) -> None:
     """Step 5: check capacity against the inventory as it is now, insert, bump, tidy up."""
     rows = _new_rows(prepared)
-    await _check_capacity(session, prepared, rows)
+    limits = prepared.limits
+    if prepared.relock:
+        # The reshaper has written inventories since `prepare`: read them again.
+        limits = await limits_by_provider_class(
+            session, (rp for _, rp, _, _ in rows), (rc for _, _, rc, _ in rows)
+        )
+    _check_capacity(prepared, rows, limits)
     if rows:
         await session.execute(
-            insert(Allocation),
+            _INSERT,
             [
                 {"consumer_id": c, "resource_provider_id": rp, "resource_class_id": rc, "used": n}
                 for c, rp, rc, n in rows
@@ -277,7 +292,7 @@ async def finish(session: AsyncSession, prepared: Prepared) -> None:
         )
     seen = prepared.bump
     if prepared.relock:
-        # The reshaper has written inventories since `prepare`: read again, under our lock.
+        # ... and bumped their generations: read those again, under our lock.
         seen = await lock_providers(session, seen)
     for provider_id, generation in seen.items():
         await bump_generation(session, ResourceProvider, provider_id, generation)
@@ -292,12 +307,13 @@ def _check_projects(access: Access, writes: Sequence[ConsumerWrite]) -> None:
 
 async def _class_ids(session: AsyncSession, writes: Sequence[ConsumerWrite]) -> dict[str, int]:
     names = {rc for w in writes for resources in w.allocations.values() for rc in resources}
-    if not names:
-        return {}
-    rows = await session.execute(
-        select(ResourceClass.name, ResourceClass.id).where(ResourceClass.name.in_(names))
-    )
-    found = {name: id_ for name, id_ in rows.all()}
+    found = {name: id_ for name in names if (id_ := standard_class_id(name)) is not None}
+    custom = names - found.keys()
+    if custom:
+        rows = await session.execute(
+            select(ResourceClass.name, ResourceClass.id).where(ResourceClass.name.in_(custom))
+        )
+        found.update({name: id_ for name, id_ in rows.all()})
     for w in writes:
         for rp_uuid, resources in w.allocations.items():
             for rc in resources:
@@ -309,23 +325,43 @@ async def _class_ids(session: AsyncSession, writes: Sequence[ConsumerWrite]) -> 
     return found
 
 
-async def _providers(
-    session: AsyncSession, access: Access, writes: Sequence[ConsumerWrite]
-) -> dict[str, _Provider]:
-    """The providers named in the payload. One the caller may not see is as unknown: 400."""
-    uuids = {uuid for w in writes for uuid in w.allocations}
-    if not uuids:
-        return {}
-    rows = await session.execute(
-        select(ResourceProvider.id, ResourceProvider.uuid, ResourceProvider.owner_project_id).where(
-            ResourceProvider.uuid.in_(uuids)
+# Built once (binding parameters): this read runs in every allocation write.
+_LOCK_PROVIDERS = (
+    select(
+        ResourceProvider.id,
+        ResourceProvider.uuid,
+        ResourceProvider.owner_project_id,
+        ResourceProvider.generation,
+    )
+    .where(
+        or_(
+            ResourceProvider.uuid.in_(bindparam("uuids", expanding=True)),
+            ResourceProvider.id.in_(bindparam("ids", expanding=True)),
         )
     )
-    found = {
-        r.uuid: _Provider(r.id, r.uuid, r.owner_project_id)
-        for r in rows.all()
-        if access.allows(actions.PROVIDERS_READ, r.owner_project_id)
-    }
+    .order_by(ResourceProvider.id)
+    .with_for_update(key_share=True)
+)
+
+
+async def _lock_providers_of(
+    session: AsyncSession, access: Access, writes: Sequence[ConsumerWrite], also: set[int]
+) -> tuple[dict[str, _Provider], dict[int, int]]:
+    """Lock the payload's providers and the `also` ones, as `lock_providers` does, in one read.
+
+    Returns the payload's providers by UUID, and the generations of all locked ones by id.
+    A payload provider the caller may not see is as unknown: 400.
+    """
+    uuids = {uuid for w in writes for uuid in w.allocations}
+    if not uuids and not also:
+        return {}, {}
+    rows = await session.execute(_LOCK_PROVIDERS, {"uuids": sorted(uuids), "ids": sorted(also)})
+    locked: dict[int, int] = {}
+    found: dict[str, _Provider] = {}
+    for r in rows.all():
+        locked[r.id] = r.generation
+        if r.uuid in uuids and access.allows(actions.PROVIDERS_READ, r.owner_project_id):
+            found[r.uuid] = _Provider(r.id, r.uuid, r.owner_project_id)
     for w in writes:
         for uuid in w.allocations:
             if uuid not in found:
@@ -334,7 +370,10 @@ async def _providers(
                     PROVIDER_NOT_FOUND,
                     pointer=f"{w.pointer}/{uuid}",
                 )
-    return found
+    if not also <= locked.keys():
+        # A provider was deleted after we resolved it: decide again from the start.
+        raise GenerationConflict("a provider disappeared before it could be locked")
+    return found, locked
 
 
 def _check_consumers(
@@ -395,24 +434,14 @@ async def lock_providers(session: AsyncSession, provider_ids: Iterable[int]) -> 
     return locked
 
 
-@dataclass(frozen=True)
-class _Owners:
-    """Ids of the projects, users and consumer types the kept consumers name."""
-
-    projects: dict[str, int]
-    users: dict[str, int]
-    types: dict[str, int]
-
-
-async def _owners(session: AsyncSession, writes: Sequence[ConsumerWrite]) -> _Owners:
+async def _owners(session: AsyncSession, writes: Sequence[ConsumerWrite]) -> consumers.Owners:
     # Only consumers that keep allocations need their project, user and type recorded.
     kept = [w for w in writes if w.allocations]
-    return _Owners(
-        projects=await consumers.ensure_projects(session, {w.project_id for w in kept}),
-        users=await consumers.ensure_users(session, {w.user_id for w in kept}),
-        types=await consumers.ensure_types(
-            session, {w.consumer_type for w in kept if w.consumer_type is not None}
-        ),
+    return await consumers.ensure_owners(
+        session,
+        projects={w.project_id for w in kept},
+        users={w.user_id for w in kept},
+        types={w.consumer_type for w in kept if w.consumer_type is not None},
     )
 
 
@@ -420,7 +449,7 @@ async def _record_consumers(
     session: AsyncSession,
     writes: Sequence[ConsumerWrite],
     existing: Mapping[str, ConsumerRow],
-    owners: _Owners,
+    owners: consumers.Owners,
 ) -> dict[str, int]:
     """Create new consumers, update and bump existing ones; consumer ids by UUID.
 
@@ -429,31 +458,35 @@ async def _record_consumers(
     ids: dict[str, int] = {}
     for w in sorted(writes, key=lambda w: w.uuid):  # row locks in one order, too
         consumer = existing.get(w.uuid)
+        values: dict[str, int] = {}
+        type_id = None
+        if w.allocations:
+            values = {
+                "project_id": owners.projects[w.project_id],
+                "user_id": owners.users[w.user_id],
+            }
+            if w.consumer_type is not None:
+                values["consumer_type_id"] = type_id = owners.types[w.consumer_type]
         if consumer is not None:
             # A generation the client sent is its view (stale: 409 now); one we read
             # ourselves that moved means another writer won (retry the unit).
             await bump_generation(
-                session, Consumer, consumer.id, consumer.generation, from_client=w.check_generation
+                session,
+                Consumer,
+                consumer.id,
+                consumer.generation,
+                from_client=w.check_generation,
+                values=values,
             )
             ids[w.uuid] = consumer.id
-        if not w.allocations:
-            continue  # released: deleted at the end; new: never created
-        type_id = owners.types[w.consumer_type] if w.consumer_type is not None else None
-        project_id, user_id = owners.projects[w.project_id], owners.users[w.user_id]
-        if consumer is None:
+        elif w.allocations:  # a new consumer with nothing to allocate is never created
             ids[w.uuid] = await consumers.create(
-                session, w.uuid, project_id=project_id, user_id=user_id, consumer_type_id=type_id
+                session,
+                w.uuid,
+                project_id=values["project_id"],
+                user_id=values["user_id"],
+                consumer_type_id=type_id,
             )
-            continue
-        values: dict[str, int] = {"project_id": project_id, "user_id": user_id}
-        if type_id is not None:
-            values["consumer_type_id"] = type_id
-        await session.execute(
-            update(Consumer)
-            .where(Consumer.id == consumer.id)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
     return ids
 
 
@@ -471,14 +504,13 @@ def _new_rows(prepared: Prepared) -> list[tuple[int, int, int, int]]:
     ]
 
 
-async def _check_capacity(
-    session: AsyncSession, prepared: Prepared, rows: list[tuple[int, int, int, int]]
+def _check_capacity(
+    prepared: Prepared,
+    rows: list[tuple[int, int, int, int]],
+    limits: Mapping[tuple[int, int], InventoryLimits],
 ) -> None:
     """Every amount fits its inventory's units, and no provider ends up over capacity
     (unless it already was and this write does not make it worse)."""
-    limits = await limits_by_provider_class(
-        session, (rp for _, rp, _, _ in rows), (rc for _, _, rc, _ in rows)
-    )
     old = prepared.old.used()
     adding: dict[tuple[int, int], int] = defaultdict(int)
     for _, rp_id, rc_id, amount in rows:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Allocation, Inventory
@@ -52,6 +52,19 @@ class InventoryLimits:
         return after <= self.capacity or after <= before
 
 
+def used_amount(provider_id: Any, class_id: Any) -> Any:
+    """SQL for the current usage of one (provider, class), correlated to the outer query's
+    columns: lets set-based reads (allocation candidates) fetch limits and usage in one pass."""
+    return (
+        select(func.coalesce(func.sum(Allocation.used), 0))
+        .where(
+            Allocation.resource_provider_id == provider_id,
+            Allocation.resource_class_id == class_id,
+        )
+        .scalar_subquery()
+    )
+
+
 async def usage_by_provider_class(
     session: AsyncSession, provider_ids: Iterable[int]
 ) -> dict[tuple[int, int], int]:
@@ -69,49 +82,67 @@ async def usage_by_provider_class(
     return {(rp, rc): int(used) for rp, rc, used in rows.all()}
 
 
+_LIMIT_COLUMNS = (
+    Inventory.resource_provider_id,
+    Inventory.resource_class_id,
+    Inventory.total,
+    Inventory.reserved,
+    Inventory.min_unit,
+    Inventory.max_unit,
+    Inventory.step_size,
+    Inventory.allocation_ratio,
+)
+
+
+def _limits(row: Any) -> InventoryLimits:
+    return InventoryLimits(
+        total=row.total,
+        reserved=row.reserved,
+        min_unit=row.min_unit,
+        max_unit=row.max_unit,
+        step_size=row.step_size,
+        allocation_ratio=row.allocation_ratio,
+    )
+
+
+def _of(providers: set[int], classes: set[int]) -> Any:
+    return (
+        Inventory.resource_provider_id.in_(sorted(providers)),
+        Inventory.resource_class_id.in_(sorted(classes)),
+    )
+
+
 async def limits_by_provider_class(
     session: AsyncSession, provider_ids: Iterable[int], class_ids: Iterable[int]
 ) -> dict[tuple[int, int], InventoryLimits]:
     """The inventories of some providers in some classes, keyed (provider id, class id)."""
-    providers, classes = list(set(provider_ids)), list(set(class_ids))
+    providers, classes = set(provider_ids), set(class_ids)
+    if not providers or not classes:
+        return {}
+    rows = await session.execute(select(*_LIMIT_COLUMNS).where(*_of(providers, classes)))
+    return {(r.resource_provider_id, r.resource_class_id): _limits(r) for r in rows.all()}
+
+
+# Built once (binding parameters): every allocation write runs it.
+_LIMITS_AND_USAGE = select(
+    *_LIMIT_COLUMNS,
+    used_amount(Inventory.resource_provider_id, Inventory.resource_class_id).label("used"),
+).where(
+    Inventory.resource_provider_id.in_(bindparam("providers", expanding=True)),
+    Inventory.resource_class_id.in_(bindparam("classes", expanding=True)),
+)
+
+
+async def limits_and_usage(
+    session: AsyncSession, provider_ids: Iterable[int], class_ids: Iterable[int]
+) -> dict[tuple[int, int], tuple[InventoryLimits, int]]:
+    """`limits_by_provider_class` with each inventory's current usage, in one round trip."""
+    providers, classes = set(provider_ids), set(class_ids)
     if not providers or not classes:
         return {}
     rows = await session.execute(
-        select(
-            Inventory.resource_provider_id,
-            Inventory.resource_class_id,
-            Inventory.total,
-            Inventory.reserved,
-            Inventory.min_unit,
-            Inventory.max_unit,
-            Inventory.step_size,
-            Inventory.allocation_ratio,
-        ).where(
-            Inventory.resource_provider_id.in_(providers),
-            Inventory.resource_class_id.in_(classes),
-        )
+        _LIMITS_AND_USAGE, {"providers": sorted(providers), "classes": sorted(classes)}
     )
     return {
-        (r.resource_provider_id, r.resource_class_id): InventoryLimits(
-            total=r.total,
-            reserved=r.reserved,
-            min_unit=r.min_unit,
-            max_unit=r.max_unit,
-            step_size=r.step_size,
-            allocation_ratio=r.allocation_ratio,
-        )
-        for r in rows.all()
+        (r.resource_provider_id, r.resource_class_id): (_limits(r), int(r.used)) for r in rows.all()
     }
-
-
-def used_amount(provider_id: Any, class_id: Any) -> Any:
-    """SQL for the current usage of one (provider, class), correlated to the outer query's
-    columns: lets set-based reads (allocation candidates) fetch limits and usage in one pass."""
-    return (
-        select(func.coalesce(func.sum(Allocation.used), 0))
-        .where(
-            Allocation.resource_provider_id == provider_id,
-            Allocation.resource_class_id == class_id,
-        )
-        .scalar_subquery()
-    )

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import bindparam, delete, exists, insert, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,58 +35,89 @@ class ConsumerRow:
     consumer_type: str | None
 
 
+# The statements every allocation write runs are built once, with bound parameters:
+# building and cache-keying a SQLAlchemy statement costs more than executing it.
+_FIND = (
+    select(
+        Consumer.id,
+        Consumer.uuid,
+        Consumer.generation,
+        Project.external_id.label("project"),
+        User.external_id.label("user"),
+        ConsumerType.name.label("type_name"),
+    )
+    .join(Project, Project.id == Consumer.project_id)
+    .join(User, User.id == Consumer.user_id)
+    .outerjoin(ConsumerType, ConsumerType.id == Consumer.consumer_type_id)
+    .where(Consumer.uuid.in_(bindparam("uuids", expanding=True)))
+)
+
+
 async def find(session: AsyncSession, uuids: Iterable[str]) -> dict[str, ConsumerRow]:
     """The consumers that exist among `uuids`, by UUID."""
     wanted = sorted(set(uuids))
     if not wanted:
         return {}
-    rows = await session.execute(
-        select(
-            Consumer.id,
-            Consumer.uuid,
-            Consumer.generation,
-            Project.external_id.label("project"),
-            User.external_id.label("user"),
-            ConsumerType.name.label("type_name"),
-        )
-        .join(Project, Project.id == Consumer.project_id)
-        .join(User, User.id == Consumer.user_id)
-        .outerjoin(ConsumerType, ConsumerType.id == Consumer.consumer_type_id)
-        .where(Consumer.uuid.in_(wanted))
-    )
+    rows = await session.execute(_FIND, {"uuids": wanted})
     return {
         r.uuid: ConsumerRow(r.id, r.uuid, r.generation, r.project, r.user, r.type_name)
         for r in rows.all()
     }
 
 
-async def _ensure(session: AsyncSession, column: Any, names: set[str]) -> dict[str, int]:
-    """Ids of the named rows, creating those that are missing (race-safe)."""
-    if not names:
-        return {}
-    model = column.class_
-    select_ids = select(column, model.id).where(column.in_(names))
-    found = {name: id_ for name, id_ in (await session.execute(select_ids)).all()}
-    missing = names - found.keys()
-    if missing:
-        # Another writer may insert the same name meanwhile: skip it, then read it back.
-        await insert_ignoring_duplicates(
-            session, model, [{column.key: name} for name in sorted(missing)]
-        )
-        found = {name: id_ for name, id_ in (await session.execute(select_ids)).all()}
+@dataclass(frozen=True)
+class Owners:
+    """Ids of projects, users and consumer types, by the names the API uses."""
+
+    projects: dict[str, int]
+    users: dict[str, int]
+    types: dict[str, int]
+
+
+# Owners kind -> the column holding the name the API uses.
+_NAMES: dict[str, Any] = {
+    "projects": Project.external_id,
+    "users": User.external_id,
+    "types": ConsumerType.name,
+}
+
+
+async def ensure_owners(
+    session: AsyncSession, *, projects: set[str], users: set[str], types: set[str]
+) -> Owners:
+    """Ids of the named projects, users and types, creating the missing ones (race-safe).
+
+    One round trip when all exist already, as they do for every write but a tenant's first.
+    """
+    wanted = {"projects": projects, "users": users, "types": types}
+    found = await _owner_ids(session, wanted)
+    missing = {kind: names - found[kind].keys() for kind, names in wanted.items()}
+    if any(missing.values()):
+        for kind, names in missing.items():
+            # Another writer may insert the same name meanwhile: skip it, then read it back.
+            column = _NAMES[kind]
+            await insert_ignoring_duplicates(
+                session, column.class_, [{column.key: name} for name in sorted(names)]
+            )
+        found = await _owner_ids(session, wanted)
+    return Owners(**found)
+
+
+async def _owner_ids(
+    session: AsyncSession, wanted: dict[str, set[str]]
+) -> dict[str, dict[str, int]]:
+    lookups = [
+        select(
+            literal(kind).label("kind"), column.label("name"), column.class_.id.label("id")
+        ).where(column.in_(sorted(wanted[kind])))
+        for kind, column in _NAMES.items()
+        if wanted[kind]
+    ]
+    found: dict[str, dict[str, int]] = {kind: {} for kind in wanted}
+    if lookups:
+        for kind, name, id_ in (await session.execute(union_all(*lookups))).all():
+            found[kind][name] = id_
     return found
-
-
-async def ensure_projects(session: AsyncSession, names: set[str]) -> dict[str, int]:
-    return await _ensure(session, Project.external_id, names)
-
-
-async def ensure_users(session: AsyncSession, names: set[str]) -> dict[str, int]:
-    return await _ensure(session, User.external_id, names)
-
-
-async def ensure_types(session: AsyncSession, names: set[str]) -> dict[str, int]:
-    return await _ensure(session, ConsumerType.name, names)
 
 
 async def type_ids(session: AsyncSession, names: set[str]) -> dict[str, int]:
@@ -99,6 +130,9 @@ async def type_ids(session: AsyncSession, names: set[str]) -> dict[str, int]:
     return {name: id_ for name, id_ in rows.all()}
 
 
+_CREATE = insert(Consumer).returning(Consumer.id)
+
+
 async def create(
     session: AsyncSession,
     uuid: str,
@@ -108,20 +142,21 @@ async def create(
     consumer_type_id: int | None,
 ) -> int:
     """Insert a consumer at generation 1: created and written in one step, as Placement shows."""
-    consumer = Consumer(
-        uuid=uuid,
-        project_id=project_id,
-        user_id=user_id,
-        consumer_type_id=consumer_type_id,
-        generation=1,
-    )
-    session.add(consumer)
     try:
-        await session.flush()
+        created = await session.execute(
+            _CREATE,
+            {
+                "uuid": uuid,
+                "project_id": project_id,
+                "user_id": user_id,
+                "consumer_type_id": consumer_type_id,
+                "generation": 1,
+            },
+        )
+        return int(created.scalar_one())
     except IntegrityError as exc:
         # Another request created this consumer after we looked: decide again from the start.
         raise GenerationConflict(f"consumer {uuid} insert raced: {exc.orig}") from None
-    return consumer.id
 
 
 async def delete_if_unused(session: AsyncSession, consumer_ids: Iterable[int]) -> None:

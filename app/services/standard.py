@@ -13,10 +13,19 @@ from app.models import ResourceClass, Trait
 STANDARD_RESOURCE_CLASSES: tuple[str, ...] = tuple(os_resource_classes.STANDARDS)
 STANDARD_TRAITS: frozenset[str] = frozenset(os_traits.get_traits())
 CUSTOM_PREFIX = "CUSTOM_"
+# A standard class's id is its index in os-resource-classes (as in Placement): fixed for the
+# life of a deployment, so writes naming only standard classes need no lookup.
+_STANDARD_CLASS_IDS: dict[str, int] = {
+    name: index for index, name in enumerate(STANDARD_RESOURCE_CLASSES)
+}
 
 
 def is_custom(name: str) -> bool:
     return name.startswith(CUSTOM_PREFIX)
+
+
+def standard_class_id(name: str) -> int | None:
+    return _STANDARD_CLASS_IDS.get(name)
 
 
 async def sync_standard_names(session: AsyncSession) -> None:
@@ -27,7 +36,7 @@ async def sync_standard_names(session: AsyncSession) -> None:
         ResourceClass,
         [
             {"id": index, "name": name}
-            for index, name in enumerate(STANDARD_RESOURCE_CLASSES)
+            for name, index in _STANDARD_CLASS_IDS.items()
             if name not in have_classes
         ],
     )
