@@ -145,7 +145,9 @@ async def load_trees(
     in_trees = _trees(roots)
     if also:
         in_trees = or_(in_trees, RP.root_provider_id.in_(list(also)))
-    rows = await session.execute(
+    # Core execution: plain rows, without the ORM's per-row loading machinery.
+    connection = await session.connection()
+    rows = await connection.execute(
         select(
             RP.id,
             RP.uuid,
@@ -181,7 +183,7 @@ async def load_trees(
             names.classes[rc] = rc_name
     if not providers:
         return providers
-    links: Any = await session.execute(
+    links: Any = await connection.execute(
         union_all(
             select(
                 literal("t"), ProviderTrait.resource_provider_id, ProviderTrait.trait_id, Trait.name
