@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -22,7 +24,7 @@ from app.query import (
 from app.query import Query as QueryString
 from app.schemas.allocation_candidates import AllocationCandidates
 from app.services import candidates as service
-from app.services.candidates.search import Candidate
+from app.services.candidates.search import Candidate, Part
 from app.services.request_groups import CandidatesRequest, parse_candidates_request
 
 router = APIRouter(
@@ -107,59 +109,82 @@ async def list_allocation_candidates(
 def _render(result: service.Result, wanted: CandidatesRequest, version: Microversion) -> bytes:
     """The response body, written as JSON text directly: a thousand candidates are ~10,000
     small objects, and building them as dicts only to have `json` walk them again took most of
-    the response's time. Every string (uuid, class, trait, suffix) is JSON-quoted once."""
+    the response's time. Every string (uuid, class, trait, suffix) is JSON-quoted once, and
+    each piece that candidates share (a provider's amounts, the mappings) is written once."""
     quote = _Quoter()
-    uuids = {pid: quote(uuid) for pid, uuid in result.uuids.items()}
-    classes = {rc: quote(name) for rc, name in result.names.classes.items()}
-    dict_format, mappings = version.at_least(DICT_FORMAT), version.at_least(MAPPINGS)
-    requests = ",".join(
-        _request(c, uuids, classes, dict_format=dict_format, mappings=mappings, quote=quote)
-        for c in result.candidates
+    writer = _RequestWriter(
+        uuids={pid: quote(uuid) for pid, uuid in result.uuids.items()},
+        classes={rc: quote(name) for rc, name in result.names.classes.items()},
+        quote=quote,
+        dict_format=version.at_least(DICT_FORMAT),
+        mappings=version.at_least(MAPPINGS),
     )
+    requests = ",".join(writer.request(c) for c in result.candidates)
     summaries = ",".join(_summaries(result, wanted, version, quote))
     text = f'{{"allocation_requests":[{requests}],"provider_summaries":{{{summaries}}}}}'
     return text.encode()
+
+
+# Strings that are their own JSON text between quotes (uuids, class and trait names, suffixes).
+_NEEDS_NO_ESCAPE = re.compile(r"[A-Za-z0-9_.:-]*").fullmatch
 
 
 class _Quoter(dict[str, str]):
     """str -> its JSON text, each distinct string encoded once."""
 
     def __missing__(self, value: str) -> str:
-        quoted = self[value] = json.dumps(value, ensure_ascii=False)
+        plain = _NEEDS_NO_ESCAPE(value)
+        quoted = self[value] = f'"{value}"' if plain else json.dumps(value, ensure_ascii=False)
         return quoted
 
     def __call__(self, value: str) -> str:
         return self[value]
 
 
-def _request(
-    c: Candidate,
-    uuids: dict[int, str],
-    classes: dict[int, str],
-    *,
-    dict_format: bool,
-    mappings: bool,
-    quote: _Quoter,
-) -> str:
-    # Parts are sorted by provider: each provider's classes are consecutive.
-    by_provider: dict[int, list[str]] = {}
-    for pid, rc, amount in c.parts:
-        by_provider.setdefault(pid, []).append(f"{classes[rc]}:{amount}")
-    if not dict_format:
-        listed = ",".join(
-            f'{{"resource_provider":{{"uuid":{uuids[pid]}}},"resources":{{{",".join(res)}}}}}'
-            for pid, res in by_provider.items()
-        )
-        return f'{{"allocations":[{listed}]}}'
-    given = ",".join(
-        f'{uuids[pid]}:{{"resources":{{{",".join(res)}}}}}' for pid, res in by_provider.items()
-    )
-    if not mappings:
-        return f'{{"allocations":{{{given}}}}}'
-    mapped = ",".join(
-        f"{quote(suffix)}:[{','.join(uuids[pid] for pid in pids)}]" for suffix, pids in c.mappings
-    )
-    return f'{{"allocations":{{{given}}},"mappings":{{{mapped}}}}}'
+@dataclass
+class _RequestWriter:
+    """Writes allocation requests, remembering the text of each provider's share of a
+    candidate and of each mapping: candidates mostly recombine the same few."""
+
+    uuids: dict[int, str]  # provider id -> quoted uuid
+    classes: dict[int, str]  # class id -> quoted name
+    quote: _Quoter
+    dict_format: bool
+    mappings: bool
+    shares: dict[tuple[Part, ...], str] = field(default_factory=dict)
+    mapped: dict[tuple[tuple[str, tuple[int, ...]], ...], str] = field(default_factory=dict)
+
+    def request(self, c: Candidate) -> str:
+        # Parts are sorted by provider: each provider's classes are consecutive.
+        parts, shares, given = c.parts, self.shares, []
+        start = 0
+        for end in range(1, len(parts) + 1):
+            if end == len(parts) or parts[end][0] != parts[start][0]:
+                share = parts[start:end]
+                text = shares.get(share)
+                if text is None:
+                    text = shares[share] = self._share(share)
+                given.append(text)
+                start = end
+        if not self.dict_format:
+            return f'{{"allocations":[{",".join(given)}]}}'
+        if not self.mappings:
+            return f'{{"allocations":{{{",".join(given)}}}}}'
+        mapped = self.mapped.get(c.mappings)
+        if mapped is None:
+            mapped = self.mapped[c.mappings] = ",".join(
+                f"{self.quote(suffix)}:[{','.join(self.uuids[pid] for pid in pids)}]"
+                for suffix, pids in c.mappings
+            )
+        return f'{{"allocations":{{{",".join(given)}}},"mappings":{{{mapped}}}}}'
+
+    def _share(self, share: tuple[Part, ...]) -> str:
+        """One provider's part of an allocation request."""
+        uuid = self.uuids[share[0][0]]
+        resources = ",".join(f"{self.classes[rc]}:{amount}" for _, rc, amount in share)
+        if not self.dict_format:
+            return f'{{"resource_provider":{{"uuid":{uuid}}},"resources":{{{resources}}}}}'
+        return f'{uuid}:{{"resources":{{{resources}}}}}'
 
 
 def _summaries(
@@ -168,15 +193,25 @@ def _summaries(
     requested = wanted.resource_class_names()
     every_class = version.at_least(ALL_RESOURCES_IN_SUMMARIES)
     traits, tree = version.at_least(TRAITS_IN_SUMMARIES), version.at_least(TREE_UUIDS)
+    # Many providers look alike (NUMA nodes of one shape): their pieces are written once.
+    resources_text: dict[tuple[tuple[str, tuple[int, int]], ...], str] = {}
+    traits_text: dict[tuple[str, ...], str] = {}
     for s in result.summaries.values():
-        resources = ",".join(
-            f'{quote(name)}:{{"capacity":{capacity},"used":{used}}}'
-            for name, (capacity, used) in s.resources.items()
-            if every_class or name in requested
-        )
+        shape = tuple(s.resources.items())
+        resources = resources_text.get(shape)
+        if resources is None:
+            resources = resources_text[shape] = ",".join(
+                f'{quote(name)}:{{"capacity":{capacity},"used":{used}}}'
+                for name, (capacity, used) in shape
+                if every_class or name in requested
+            )
         entry = f'"resources":{{{resources}}}'
         if traits:
-            entry += f',"traits":[{",".join(quote(t) for t in s.traits)}]'
+            names = tuple(s.traits)
+            listed = traits_text.get(names)
+            if listed is None:
+                listed = traits_text[names] = ",".join(quote(t) for t in names)
+            entry += f',"traits":[{listed}]'
         if tree:
             parent = quote(s.parent_uuid) if s.parent_uuid is not None else "null"
             entry += f',"parent_provider_uuid":{parent},"root_provider_uuid":{quote(s.root_uuid)}'
