@@ -11,11 +11,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, false, literal, null, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    exists,
+    false,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import (
     Aggregate,
+    Allocation,
     Inventory,
     ProviderAggregate,
     ProviderTrait,
@@ -24,7 +36,7 @@ from app.models import (
     Trait,
 )
 from app.services.candidates.search import Provider, World
-from app.services.capacity import InventoryLimits, used_amount
+from app.services.capacity import InventoryLimits
 
 RP = ResourceProvider
 # Roots whose ids span at most this many ids per root are read as one id range.
@@ -145,6 +157,19 @@ async def load_trees(
     in_trees = _trees(roots)
     if also:
         in_trees = or_(in_trees, RP.root_provider_id.in_(list(also)))
+    # Usage of the trees' inventories, summed in one pass (a correlated sum per inventory row
+    # costs the database more than the rest of the query).
+    usage = (
+        select(
+            Allocation.resource_provider_id,
+            Allocation.resource_class_id,
+            func.sum(Allocation.used).label("used"),
+        )
+        .join(RP, RP.id == Allocation.resource_provider_id)
+        .where(in_trees)
+        .group_by(Allocation.resource_provider_id, Allocation.resource_class_id)
+        .subquery()
+    )
     # Core execution: plain rows, without the ORM's per-row loading machinery.
     connection = await session.connection()
     rows = await connection.execute(
@@ -161,10 +186,15 @@ async def load_trees(
             Inventory.max_unit,
             Inventory.step_size,
             Inventory.allocation_ratio,
-            used_amount(Inventory.resource_provider_id, Inventory.resource_class_id).label("used"),
+            func.coalesce(usage.c.used, 0),
         )
         .outerjoin(Inventory, Inventory.resource_provider_id == RP.id)
         .outerjoin(ResourceClass, ResourceClass.id == Inventory.resource_class_id)
+        .outerjoin(
+            usage,
+            (usage.c.resource_provider_id == Inventory.resource_provider_id)
+            & (usage.c.resource_class_id == Inventory.resource_class_id),
+        )
         .where(in_trees, visible)
     )
     providers: dict[int, Provider] = {}
