@@ -78,15 +78,22 @@ async def find(
 ) -> Result:
     visible = access.where(actions.CANDIDATES_READ, ResourceProvider.owner_project_id)
     wanted_classes, wanted_traits = request.resource_class_names(), request.trait_names()
-    classes, traits = await loader.ids_by_name(
-        session, wanted_classes, wanted_traits | {SHARES_VIA_AGGREGATE}
+    aggregate_uuids: set[str] = set()
+    for g in request.groups:
+        aggregate_uuids |= g.aggregates.uuids()
+    ids = await loader.ids_by_name(
+        session, wanted_classes, wanted_traits | {SHARES_VIA_AGGREGATE}, aggregate_uuids
     )
+    classes, traits = ids.classes, ids.traits
     if wanted_classes - set(classes):
         raise bad_request(f"unknown resource classes {sorted(wanted_classes - set(classes))[:5]}")
     if wanted_traits - set(traits):
         raise bad_request(f"unknown traits {sorted(wanted_traits - set(traits))[:5]}")
     try:
-        groups = await _compile(session, request, classes, traits, visible)
+        groups = [
+            await _compile_one(session, g, classes, traits, ids.aggregates, visible)
+            for g in request.groups
+        ]
     except _NoMatch:
         return Result()
     result = Result()
@@ -105,22 +112,6 @@ async def find(
     target = min(request.limit or max_candidates, max_candidates)
     await _collect(session, result, rules, roots, visible, shares, target)
     return result
-
-
-async def _compile(
-    session: AsyncSession,
-    request: CandidatesRequest,
-    classes: dict[str, int],
-    traits: dict[str, int],
-    visible: ColumnElement[bool],
-) -> list[Group]:
-    uuids: set[str] = set()
-    for g in request.groups:
-        uuids |= g.aggregates.uuids()
-    aggregates = await loader.ids_of_aggregates(session, uuids)
-    return [
-        await _compile_one(session, g, classes, traits, aggregates, visible) for g in request.groups
-    ]
 
 
 async def _compile_one(

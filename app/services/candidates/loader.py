@@ -43,11 +43,20 @@ RP = ResourceProvider
 DENSE_RANGE = 4
 
 
+@dataclass
+class Ids:
+    """Ids of the resource classes, traits and aggregates a request names (unknown: absent)."""
+
+    classes: dict[str, int] = field(default_factory=dict)
+    traits: dict[str, int] = field(default_factory=dict)
+    aggregates: dict[str, int] = field(default_factory=dict)  # by uuid
+
+
 async def ids_by_name(
-    session: AsyncSession, classes: Iterable[str], traits: Iterable[str]
-) -> tuple[dict[str, int], dict[str, int]]:
-    """Ids of the named resource classes and traits (one query); unknown names are absent."""
-    classes, traits = set(classes), set(traits)
+    session: AsyncSession, classes: Iterable[str], traits: Iterable[str], aggregates: Iterable[str]
+) -> Ids:
+    """Ids of the named resource classes and traits and of the aggregates, in one query."""
+    classes, traits, aggregates = set(classes), set(traits), set(aggregates)
     parts = []
     if classes:
         parts.append(
@@ -57,23 +66,18 @@ async def ids_by_name(
         )
     if traits:
         parts.append(select(literal("t"), Trait.name, Trait.id).where(Trait.name.in_(traits)))
-    found: tuple[dict[str, int], dict[str, int]] = ({}, {})
+    if aggregates:
+        parts.append(
+            select(literal("a"), Aggregate.uuid, Aggregate.id).where(Aggregate.uuid.in_(aggregates))
+        )
+    found = Ids()
     if not parts:
         return found
     rows = await session.execute(union_all(*parts))
+    by_kind = {"c": found.classes, "t": found.traits, "a": found.aggregates}
     for kind, name, id_ in rows.all():
-        found[0 if kind == "c" else 1][name] = id_
+        by_kind[kind][name] = id_
     return found
-
-
-async def ids_of_aggregates(session: AsyncSession, uuids: Iterable[str]) -> dict[str, int]:
-    uuids = set(uuids)
-    if not uuids:
-        return {}
-    rows = await session.execute(
-        select(Aggregate.uuid, Aggregate.id).where(Aggregate.uuid.in_(uuids))
-    )
-    return {uuid: id_ for uuid, id_ in rows.all()}
 
 
 async def root_of(session: AsyncSession, uuid: str, visible: ColumnElement[bool]) -> int | None:
