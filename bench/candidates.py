@@ -52,7 +52,7 @@ def scenarios(providers: int) -> dict[str, str]:
 
 def headers_for(name: str, token: str | None) -> dict[str, str]:
     headers = {"openstack-api-version": VERSION, "accept": "application/json"}
-    if name == "allot":
+    if name.startswith("allot"):  # allot, allot-before, ...: every allot target takes the JWT
         headers["authorization"] = f"Bearer {token}"
     else:
         headers["x-auth-token"] = "admin"  # Placement under noauth2
@@ -138,7 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--providers", type=int, default=1000, help="the dataset's size")
     parser.add_argument("--target", action="append", required=True, help="name=url")
-    parser.add_argument("--allot-token", help="bearer token for the target named allot")
+    parser.add_argument("--allot-token", help="bearer token for the targets named allot*")
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0, help="per scenario and target")
     parser.add_argument("--compare", action="store_true")
