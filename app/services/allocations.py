@@ -3,15 +3,17 @@
 Every write (PUT, POST, the reshaper) replaces the complete allocations of the consumers it
 names, inside the caller's transaction (`Database.write`), in this order:
 
-1. check the payload: caller's project, resource classes, providers (visible ones only);
+1. check the payload: caller's project, resource classes;
 2. read the consumers: ownership, consumer generations (1.28+); record projects, users and
    consumer types (shared rows, before any lock is held);
-3. lock the providers whose generation this write bumps, in ascending id order (so two
-   multi-provider writers can never deadlock), then read capacity and usage: nothing can add
+3. create or bump the consumers: their rows are then ours until commit, so what they hold
+   cannot change under us; read it;
+4. lock the providers this write moves, in ascending id order (so two multi-provider
+   writers can never deadlock; every writer takes consumers first, then providers), bumping
+   their generations in the same statement; then read capacity and usage: nothing can add
    allocations to a locked provider until we commit;
-4. create or bump the consumers, delete their old allocations, check every new amount against
-   the inventory, insert the new ones, bump the provider generations, delete consumers left
-   with nothing.
+5. delete the consumers' old allocations, check every new amount against the inventory,
+   insert the new ones, delete consumers left with nothing.
 
 Any failure raises and the whole transaction is rolled back: no consumer, project, user or
 allocation row survives, and no generation moves.
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, insert, or_, select
+from sqlalchemy import Select, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz import actions
@@ -95,7 +97,8 @@ class Prepared:
     classes: dict[str, int]
     providers: dict[str, _Provider]
     consumer_ids: dict[str, int]
-    bump: dict[int, int]  # provider id -> generation under lock: those this write moves
+    # provider id -> generation under lock: those `finish` bumps (none if `prepare` did)
+    bump: dict[int, int]
     relock: bool  # generations may have moved since (the reshaper's inventory writes)
     releasing: set[int]  # ids of existing consumers this write leaves with nothing
     old: _Old
@@ -230,22 +233,21 @@ async def prepare(
     # Shared rows first, before any provider lock: a writer waiting on another's fresh
     # project row must not be holding a provider that one needs.
     owners = await _owners(session, writes)
-
+    # Then the consumers: once created or bumped their rows are ours until commit, so what
+    # they hold cannot change under us. Every writer locks consumers, then providers.
+    consumer_ids = await _record_consumers(session, writes, existing, owners)
+    had = sorted(c.id for c in existing.values())
+    old = await _old_allocations(session, set(had))
     releasing = {existing[w.uuid].id for w in writes if not w.allocations and w.uuid in existing}
-    old_before_lock = await _old_allocations(session, releasing)
     # Placement bumps the providers a write allocates on, and those a released consumer held.
-    released_from = old_before_lock.providers_of(releasing)
+    released_from = old.providers_of(releasing)
+    # The reshaper writes inventories (and generations) before `finish`: it bumps there.
+    bump_now = not also_lock
     providers, locked = await _lock_providers_of(
-        session, access, writes, released_from | set(also_lock)
+        session, access, writes, released_from | set(also_lock), bump=bump_now
     )
     bump = {p.id for p in providers.values()} | released_from
 
-    consumer_ids = await _record_consumers(session, writes, existing, owners)
-    # Only consumers that existed can hold anything (each round trip here holds the locks).
-    had = sorted(c.id for c in existing.values())
-    old = await _old_allocations(session, set(had))
-    if not old.providers_of(releasing) <= bump:
-        raise GenerationConflict("a released consumer gained allocations meanwhile")
     # Capacity and usage of what this write allocates, read under the locks.
     capacity = await limits_and_usage(session, (p.id for p in providers.values()), classes.values())
     if had:
@@ -259,7 +261,7 @@ async def prepare(
         classes=classes,
         providers=providers,
         consumer_ids=consumer_ids,
-        bump={id_: locked[id_] for id_ in sorted(bump)},
+        bump={} if bump_now else {id_: locked[id_] for id_ in sorted(bump)},
         relock=bool(also_lock),
         releasing=releasing,
         old=old,
@@ -325,14 +327,9 @@ async def _class_ids(session: AsyncSession, writes: Sequence[ConsumerWrite]) -> 
     return found
 
 
-# Built once (binding parameters): this read runs in every allocation write.
-_LOCK_PROVIDERS = (
-    select(
-        ResourceProvider.id,
-        ResourceProvider.uuid,
-        ResourceProvider.owner_project_id,
-        ResourceProvider.generation,
-    )
+# Built once (binding parameters): one of these runs in every allocation write.
+_NAMED_PROVIDERS = (
+    select(ResourceProvider.id)
     .where(
         or_(
             ResourceProvider.uuid.in_(bindparam("uuids", expanding=True)),
@@ -342,12 +339,33 @@ _LOCK_PROVIDERS = (
     .order_by(ResourceProvider.id)
     .with_for_update(key_share=True)
 )
+_PROVIDER_COLUMNS = (
+    ResourceProvider.id,
+    ResourceProvider.uuid,
+    ResourceProvider.owner_project_id,
+    ResourceProvider.generation,
+)
+_LOCK = select(*_PROVIDER_COLUMNS).where(ResourceProvider.id.in_(_NAMED_PROVIDERS))
+# The locking sub-select takes the row locks in id order; the UPDATE then bumps them.
+_LOCK_AND_BUMP = (
+    update(ResourceProvider)
+    .where(ResourceProvider.id.in_(_NAMED_PROVIDERS))
+    .values(generation=ResourceProvider.generation + 1)
+    .returning(*_PROVIDER_COLUMNS)
+    .execution_options(synchronize_session=False)
+)
 
 
 async def _lock_providers_of(
-    session: AsyncSession, access: Access, writes: Sequence[ConsumerWrite], also: set[int]
+    session: AsyncSession,
+    access: Access,
+    writes: Sequence[ConsumerWrite],
+    also: set[int],
+    *,
+    bump: bool,
 ) -> tuple[dict[str, _Provider], dict[int, int]]:
-    """Lock the payload's providers and the `also` ones, as `lock_providers` does, in one read.
+    """Lock the payload's providers and the `also` ones in ascending id order, in one
+    statement that also bumps their generations when `bump` (a round trip less under lock).
 
     Returns the payload's providers by UUID, and the generations of all locked ones by id.
     A payload provider the caller may not see is as unknown: 400.
@@ -355,7 +373,9 @@ async def _lock_providers_of(
     uuids = {uuid for w in writes for uuid in w.allocations}
     if not uuids and not also:
         return {}, {}
-    rows = await session.execute(_LOCK_PROVIDERS, {"uuids": sorted(uuids), "ids": sorted(also)})
+    rows = await session.execute(
+        _LOCK_AND_BUMP if bump else _LOCK, {"uuids": sorted(uuids), "ids": sorted(also)}
+    )
     locked: dict[int, int] = {}
     found: dict[str, _Provider] = {}
     for r in rows.all():

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 
 async def test_probes_need_no_token(client: httpx.AsyncClient) -> None:
@@ -30,3 +36,26 @@ async def test_metrics_cover_requests_latency_retries_limits_and_the_pool(
         assert f"# TYPE {family.removesuffix('_total')}" in text, family
     pool = [line for line in text.splitlines() if line.startswith("allot_db_pool_checked_out ")]
     assert pool and float(pool[0].split()[1]) >= 0  # connections are returned, never negative
+
+
+async def test_connections_the_database_dropped_while_idle_are_replaced_unseen(
+    client: httpx.AsyncClient, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server (or proxy) that dropped the pool's idle connections costs a client nothing:
+    an idle connection is pinged before use and replaced when dead."""
+    assert (await client.get("/resource_providers")).status_code == 200  # the pool holds one
+    if database_url.startswith("postgresql"):
+        engine = create_async_engine(database_url, poolclass=NullPool)
+        async with engine.connect() as conn:
+            dropped = await conn.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        await engine.dispose()
+        assert dropped
+    monkeypatch.setattr("app.db.IDLE_PING_AFTER_S", 0.0)  # every pooled connection is "idle"
+    for _ in range(3):
+        assert (await client.get("/resource_providers")).status_code == 200
+        assert (await client.put(f"/traits/CUSTOM_{uuid.uuid4().hex.upper()}")).status_code == 201
