@@ -1,4 +1,4 @@
-"""Real `allot serve` processes for the concurrency tests."""
+"""Real `allot serve` processes and PostgreSQL databases of their own, for concurrency tests."""
 
 from __future__ import annotations
 
@@ -10,14 +10,44 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import TEST_SECRET
+from app.db import make_engine
+from app.migrations_runner import upgrade
+from tests.conftest import PG_URL, TEST_SECRET, test_settings
 
 ALLOT = str(Path(sys.executable).with_name("allot"))
+
+
+@contextlib.asynccontextmanager
+async def own_postgres(suffix: str) -> AsyncIterator[str]:
+    """A PostgreSQL database of the test's own (`<test database>_<suffix>`), migrated,
+    dropped afterwards: `allot serve` processes share it with the test."""
+    if not PG_URL:
+        pytest.skip("needs ALLOT_TEST_DATABASE_URL (CI always sets it)")
+    url = make_url(PG_URL)
+    name = f"{url.database}_{suffix}"
+    admin = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    database_url = url.set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(database_url, test_settings(database_url))
+    await upgrade(engine)
+    await engine.dispose()
+    try:
+        yield database_url
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
 
 
 def free_port(ports: range) -> int:

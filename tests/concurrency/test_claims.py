@@ -24,15 +24,12 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db import make_engine
-from app.migrations_runner import upgrade
 from app.models import Allocation, Consumer, ResourceClass, ResourceProvider
+from tests.concurrency import servers
 from tests.concurrency.servers import allot_serve
-from tests.conftest import PG_URL, auth, mint
-from tests.conftest import test_settings as settings_for
+from tests.conftest import auth, mint
 
 pytestmark = pytest.mark.slow
 
@@ -198,25 +195,8 @@ async def _claims_hold(base: str, database_url: str, label: str, seed: int) -> N
 
 @pytest.fixture
 async def claims_postgres() -> AsyncIterator[str]:
-    """A PostgreSQL database of this test's own, migrated, dropped afterwards."""
-    if not PG_URL:
-        pytest.skip("needs ALLOT_TEST_DATABASE_URL (CI always sets it)")
-    url = make_url(PG_URL)
-    name = f"{url.database}_claims"
-    admin = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    database_url = url.set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(database_url, settings_for(database_url))
-    await upgrade(engine)
-    await engine.dispose()
-    try:
-        yield database_url
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with servers.own_postgres("claims") as url:
+        yield url
 
 
 async def test_claims_on_postgresql_with_two_workers(
