@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import event
 
 from tests.allocation_helpers import (
     OTHER_PROJECT,
@@ -421,3 +422,25 @@ async def test_get_allocations_without_a_consumer_is_405(client: httpx.AsyncClie
     response = await client.get("/allocations")
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
+
+
+async def test_a_claim_costs_six_statements_and_one_transaction(
+    client: httpx.AsyncClient, rp: str, app: FastAPI
+) -> None:
+    """What a scheduler pays per claim: the round trips are the cost (DESIGN section 7)."""
+    await client.put(f"/allocations/{new_uuid()}", json=body({rp: {"VCPU": 1}}))  # owners exist
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            statements.append(statement.split()[0].upper())
+
+    engine = app.state.database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        claim = body({rp: {"VCPU": 1, "MEMORY_MB": 64}})
+        assert (await client.put(f"/allocations/{new_uuid()}", json=claim)).status_code == 204
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    # consumer lookup, owners, consumer insert, provider lock+bump, capacity, allocations insert
+    assert statements == ["SELECT", "SELECT", "INSERT", "UPDATE", "SELECT", "INSERT"]
