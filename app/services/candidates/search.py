@@ -317,9 +317,11 @@ def _same_subtree_ok(
 def _anchor_candidates(
     world: World, root: int, rules: Rules, budget: Budget
 ) -> Iterator[Candidate]:
-    options = [_options(world, group, root, rules, budget) for group in rules.groups]
-    if not all(options):
-        return
+    options: list[list[Option]] = []
+    for group in rules.groups:
+        options.append(_options(world, group, root, rules, budget))
+        if not options[-1]:
+            return  # a group this tree cannot meet: the others need not be looked at
     if len(options) == 1:
         # One group: each option already fits on its own and is a candidate.
         suffix = rules.groups[0].suffix
