@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz import actions
 from app.authz.dependencies import Access
-from app.db import GenerationConflict, bump_generation
+from app.db import GenerationConflict, bump_generation, execute_core
 from app.errors import (
     CONCURRENT_UPDATE,
     PROVIDER_NOT_FOUND,
@@ -285,7 +285,8 @@ async def finish(session: AsyncSession, prepared: Prepared) -> None:
         )
     _check_capacity(prepared, rows, limits)
     if rows:
-        await session.execute(
+        await execute_core(
+            session,
             _INSERT,
             [
                 {"consumer_id": c, "resource_provider_id": rp, "resource_class_id": rc, "used": n}
@@ -373,8 +374,8 @@ async def _lock_providers_of(
     uuids = {uuid for w in writes for uuid in w.allocations}
     if not uuids and not also:
         return {}, {}
-    rows = await session.execute(
-        _LOCK_AND_BUMP if bump else _LOCK, {"uuids": sorted(uuids), "ids": sorted(also)}
+    rows = await execute_core(
+        session, _LOCK_AND_BUMP if bump else _LOCK, {"uuids": sorted(uuids), "ids": sorted(also)}
     )
     locked: dict[int, int] = {}
     found: dict[str, _Provider] = {}

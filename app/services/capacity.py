@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import execute_core
 from app.models import Allocation, Inventory
 
 
@@ -140,8 +141,8 @@ async def limits_and_usage(
     providers, classes = set(provider_ids), set(class_ids)
     if not providers or not classes:
         return {}
-    rows = await session.execute(
-        _LIMITS_AND_USAGE, {"providers": sorted(providers), "classes": sorted(classes)}
+    rows = await execute_core(
+        session, _LIMITS_AND_USAGE, {"providers": sorted(providers), "classes": sorted(classes)}
     )
     return {
         (r.resource_provider_id, r.resource_class_id): (_limits(r), int(r.used)) for r in rows.all()

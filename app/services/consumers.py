@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, delete, exists, insert, literal, select, union
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import GenerationConflict, insert_ignoring_duplicates
+from app.db import GenerationConflict, execute_core, insert_ignoring_duplicates
 from app.models import Allocation, Consumer, ConsumerType, Project, User
 
 # What /allocations and /usages call a consumer that was written without a type (before 1.38).
@@ -58,7 +58,7 @@ async def find(session: AsyncSession, uuids: Iterable[str]) -> dict[str, Consume
     wanted = sorted(set(uuids))
     if not wanted:
         return {}
-    rows = await session.execute(_FIND, {"uuids": wanted})
+    rows = await execute_core(session, _FIND, {"uuids": wanted})
     return {
         r.uuid: ConsumerRow(r.id, r.uuid, r.generation, r.project, r.user, r.type_name)
         for r in rows.all()
@@ -103,19 +103,23 @@ async def ensure_owners(
     return Owners(**found)
 
 
+_OWNER_IDS = union_all(
+    *(
+        select(
+            literal(kind).label("kind"), column.label("name"), column.class_.id.label("id")
+        ).where(column.in_(bindparam(kind, expanding=True)))
+        for kind, column in _NAMES.items()
+    )
+)
+
+
 async def _owner_ids(
     session: AsyncSession, wanted: dict[str, set[str]]
 ) -> dict[str, dict[str, int]]:
-    lookups = [
-        select(
-            literal(kind).label("kind"), column.label("name"), column.class_.id.label("id")
-        ).where(column.in_(sorted(wanted[kind])))
-        for kind, column in _NAMES.items()
-        if wanted[kind]
-    ]
     found: dict[str, dict[str, int]] = {kind: {} for kind in wanted}
-    if lookups:
-        for kind, name, id_ in (await session.execute(union_all(*lookups))).all():
+    if any(wanted.values()):
+        params = {kind: sorted(names) for kind, names in wanted.items()}
+        for kind, name, id_ in (await execute_core(session, _OWNER_IDS, params)).all():
             found[kind][name] = id_
     return found
 
@@ -143,7 +147,8 @@ async def create(
 ) -> int:
     """Insert a consumer at generation 1: created and written in one step, as Placement shows."""
     try:
-        created = await session.execute(
+        created = await execute_core(
+            session,
             _CREATE,
             {
                 "uuid": uuid,
