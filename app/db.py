@@ -84,13 +84,14 @@ IDLE_PING_AFTER_S = 10.0
 
 
 def _ping_when_idle(engine: AsyncEngine) -> AsyncEngine:
-    """Ping a pooled connection only when it has been idle a while.
+    """Hand out only live connections, without a round trip per checkout.
 
     `pool_pre_ping` pings on every checkout, which asyncpg spends three round trips on
-    (BEGIN, ping, ROLLBACK): a fifth of a claim's. A connection in steady use proves itself
-    with every statement; one that sat idle may have been dropped by the server or a proxy.
-    A busy connection that died (the database restarted) fails its statement instead, and
-    SQLAlchemy then invalidates the whole pool, so the next requests get fresh connections.
+    (BEGIN, ping, ROLLBACK): a fifth of a claim's. Instead: a connection the server closed
+    (a restart, `pg_terminate_backend`, a proxy cut) is known closed to the driver already,
+    at no cost; one idle longer than IDLE_PING_AFTER_S may have been dropped silently on the
+    way (a firewall, a NAT), so it is pinged. A busy connection that died anyway fails its
+    statement, and SQLAlchemy then renews the whole pool.
     """
     pool = engine.sync_engine.pool
     dialect = engine.sync_engine.dialect
@@ -100,8 +101,13 @@ def _ping_when_idle(engine: AsyncEngine) -> AsyncEngine:
 
     def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         idle_since = record.info.pop("idle_since", None)
-        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_AFTER_S:
-            return  # new, or in steady use
+        if idle_since is None:
+            return  # just connected
+        is_closed = getattr(dbapi_conn.driver_connection, "is_closed", None)
+        if is_closed is not None and is_closed():
+            raise DisconnectionError("the server closed this connection")
+        if time.monotonic() - idle_since < IDLE_PING_AFTER_S:
+            return  # in steady use
         try:
             alive = dialect.do_ping(dbapi_conn)
         except Exception as exc:
