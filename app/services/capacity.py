@@ -83,9 +83,8 @@ async def usage_by_provider_class(
     return {(rp, rc): int(used) for rp, rc, used in rows.all()}
 
 
-_LIMIT_COLUMNS = (
-    Inventory.resource_provider_id,
-    Inventory.resource_class_id,
+# The inventory columns an InventoryLimits is made of, in its fields' order.
+LIMIT_FIELDS = (
     Inventory.total,
     Inventory.reserved,
     Inventory.min_unit,
@@ -93,6 +92,7 @@ _LIMIT_COLUMNS = (
     Inventory.step_size,
     Inventory.allocation_ratio,
 )
+_LIMIT_COLUMNS = (Inventory.resource_provider_id, Inventory.resource_class_id, *LIMIT_FIELDS)
 
 
 def _limits(row: Any) -> InventoryLimits:

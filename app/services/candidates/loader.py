@@ -36,7 +36,7 @@ from app.models import (
     Trait,
 )
 from app.services.candidates.search import Provider, World
-from app.services.capacity import InventoryLimits
+from app.services.capacity import LIMIT_FIELDS, InventoryLimits
 
 RP = ResourceProvider
 # Roots whose ids span at most this many ids per root are read as one id range.
@@ -184,12 +184,7 @@ async def load_trees(
             RP.root_provider_id,
             Inventory.resource_class_id,
             ResourceClass.name,
-            Inventory.total,
-            Inventory.reserved,
-            Inventory.min_unit,
-            Inventory.max_unit,
-            Inventory.step_size,
-            Inventory.allocation_ratio,
+            *LIMIT_FIELDS,
             func.coalesce(usage.c.used, 0),
         )
         .outerjoin(Inventory, Inventory.resource_provider_id == RP.id)
