@@ -9,6 +9,7 @@ times, before the client is told 409.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -166,6 +167,12 @@ class Database:
         if read_bind.dialect.name == "sqlite":
             read_bind = read_bind.execution_options(sqlite_readonly=True)
         self._reader = async_sessionmaker(read_bind, expire_on_commit=False, autoflush=False)
+        # Writers wait here for one of the pool's connections, first come, first served. The
+        # pool's own queue lets a newcomer take a connection just handed to a waiter, which
+        # then goes to the back of the line: under load that was a claim's p99 at 4x its p50.
+        self._write_slots = asyncio.Semaphore(
+            settings.database_pool_size + settings.database_max_overflow
+        )
 
     @property
     def dialect(self) -> str:
@@ -181,6 +188,16 @@ class Database:
         async with self._reader() as session:
             yield session
 
+    @contextlib.asynccontextmanager
+    async def _write_slot(self) -> AsyncIterator[None]:
+        # As long as the pool would wait for a connection; then 503, as the pool would.
+        async with asyncio.timeout(self.settings.database_pool_timeout):
+            await self._write_slots.acquire()
+        try:
+            yield
+        finally:
+            self._write_slots.release()
+
     async def write(
         self,
         work: Callable[[AsyncSession], Awaitable[T]],
@@ -191,7 +208,7 @@ class Database:
         attempts = (self.settings.write_retries if retries is None else retries) + 1
         for attempt in range(attempts):
             try:
-                async with self._writer() as session, session.begin():
+                async with self._write_slot(), self._writer() as session, session.begin():
                     return await work(session)
             except Exception as exc:
                 if not is_retryable(exc):
