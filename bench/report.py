@@ -90,7 +90,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}, "
         f"Python {m['python']}; allot commit `{m['allot_commit']}`. Load average at start "
         f"{_load(m['load_average_at_start'])}, at end {_load(m.get('load_average_at_end'))} "
-        "(a shared machine: other work ran at the same time, for both servers alike).",
+        "(the run itself loads both cores; anything else running would slow both servers alike).",
         "",
         f"## Headline: claims at {h['clients']} concurrent clients",
         "",
