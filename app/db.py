@@ -84,7 +84,7 @@ def _count_pool_use(engine: AsyncEngine) -> AsyncEngine:
 IDLE_PING_AFTER_S = 10.0
 
 
-def _ping_when_idle(engine: AsyncEngine) -> AsyncEngine:
+def _hand_out_live_connections(engine: AsyncEngine) -> AsyncEngine:
     """Hand out only live connections, without a round trip per checkout.
 
     `pool_pre_ping` pings on every checkout, which asyncpg spends three round trips on
@@ -135,7 +135,7 @@ def make_engine(url: str, settings: Settings) -> AsyncEngine:
         max_overflow=settings.database_max_overflow,
         pool_timeout=settings.database_pool_timeout,
     )
-    return _count_pool_use(_ping_when_idle(engine))
+    return _count_pool_use(_hand_out_live_connections(engine))
 
 
 def is_retryable(exc: BaseException) -> bool:

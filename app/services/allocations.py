@@ -224,7 +224,7 @@ async def prepare(
     also_lock: Collection[int] = (),
     tolerate_overcommit: bool = True,
 ) -> Prepared:
-    """Steps 1-4 and the release of the old allocations (the reshaper then changes inventory)."""
+    """Steps 1-4 and the deletion of the old allocations (the reshaper then changes inventory)."""
     _check_projects(access, writes)
     classes = await _class_ids(session, writes)
     existing = await consumers.find(session, (w.uuid for w in writes))
@@ -275,7 +275,8 @@ _INSERT = insert(Allocation)
 
 
 async def finish(session: AsyncSession, prepared: Prepared) -> None:
-    """Step 5: check capacity against the inventory as it is now, insert, bump, tidy up."""
+    """Step 5: check capacity against the inventory as it is now, insert, tidy up (and bump
+    the providers, for the reshaper, whose generations `prepare` left alone)."""
     rows = _new_rows(prepared)
     limits = prepared.limits
     if prepared.relock:

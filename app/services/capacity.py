@@ -35,6 +35,18 @@ class InventoryLimits:
     def capacity(self) -> int:
         return capacity(self.total, self.reserved, self.allocation_ratio)
 
+    @classmethod
+    def of(cls, inventory: Any) -> InventoryLimits:
+        """The limits of anything with the inventory fields (a row, a model, a request body)."""
+        return cls(
+            total=inventory.total,
+            reserved=inventory.reserved,
+            min_unit=inventory.min_unit,
+            max_unit=inventory.max_unit,
+            step_size=inventory.step_size,
+            allocation_ratio=inventory.allocation_ratio,
+        )
+
     def amount_ok(self, amount: int) -> bool:
         """min_unit <= amount <= max_unit and amount is a multiple of step_size."""
         return (
@@ -95,24 +107,6 @@ LIMIT_FIELDS = (
 _LIMIT_COLUMNS = (Inventory.resource_provider_id, Inventory.resource_class_id, *LIMIT_FIELDS)
 
 
-def _limits(row: Any) -> InventoryLimits:
-    return InventoryLimits(
-        total=row.total,
-        reserved=row.reserved,
-        min_unit=row.min_unit,
-        max_unit=row.max_unit,
-        step_size=row.step_size,
-        allocation_ratio=row.allocation_ratio,
-    )
-
-
-def _of(providers: set[int], classes: set[int]) -> Any:
-    return (
-        Inventory.resource_provider_id.in_(sorted(providers)),
-        Inventory.resource_class_id.in_(sorted(classes)),
-    )
-
-
 async def limits_by_provider_class(
     session: AsyncSession, provider_ids: Iterable[int], class_ids: Iterable[int]
 ) -> dict[tuple[int, int], InventoryLimits]:
@@ -120,8 +114,15 @@ async def limits_by_provider_class(
     providers, classes = set(provider_ids), set(class_ids)
     if not providers or not classes:
         return {}
-    rows = await session.execute(select(*_LIMIT_COLUMNS).where(*_of(providers, classes)))
-    return {(r.resource_provider_id, r.resource_class_id): _limits(r) for r in rows.all()}
+    rows = await session.execute(
+        select(*_LIMIT_COLUMNS).where(
+            Inventory.resource_provider_id.in_(sorted(providers)),
+            Inventory.resource_class_id.in_(sorted(classes)),
+        )
+    )
+    return {
+        (r.resource_provider_id, r.resource_class_id): InventoryLimits.of(r) for r in rows.all()
+    }
 
 
 # Built once (binding parameters): every allocation write runs it.
@@ -145,5 +146,6 @@ async def limits_and_usage(
         session, _LIMITS_AND_USAGE, {"providers": sorted(providers), "classes": sorted(classes)}
     )
     return {
-        (r.resource_provider_id, r.resource_class_id): (_limits(r), int(r.used)) for r in rows.all()
+        (r.resource_provider_id, r.resource_class_id): (InventoryLimits.of(r), int(r.used))
+        for r in rows.all()
     }

@@ -108,11 +108,7 @@ async def _check_in_use(
         if name not in wanted:
             raise conflict(f"inventory {name} has allocations", INVENTORY_INUSE)
         new = wanted[name]
-        limits = InventoryLimits(
-            new.total, new.reserved, new.min_unit, new.max_unit, new.step_size,
-            new.allocation_ratio,
-        )  # fmt: skip
-        if used > limits.capacity:
+        if used > InventoryLimits.of(new).capacity:
             raise conflict(f"inventory {name}: usage {used} above new capacity", INVENTORY_INUSE)
 
 

@@ -42,7 +42,7 @@ from app.models import (
     Trait,
 )
 from app.models.base import utcnow
-from app.services.capacity import InventoryLimits, usage_by_provider_class
+from app.services.capacity import limits_and_usage
 from app.services.request_groups import AggregateQuery, TraitQuery
 
 _Parent = aliased(ResourceProvider, name="parent_rp")
@@ -410,32 +410,14 @@ async def _with_room(
     missing = wanted.keys() - class_ids.keys()
     if missing:
         raise bad_request(f"no such resource classes {sorted(missing)[:5]}")
-    ids = [p.id for p in found]
-    inventories = (
-        await session.scalars(
-            select(Inventory).where(
-                Inventory.resource_provider_id.in_(ids),
-                Inventory.resource_class_id.in_(class_ids.values()),
-            )
-        )
-    ).all()
-    limits = {
-        (inv.resource_provider_id, inv.resource_class_id): InventoryLimits(
-            inv.total,
-            inv.reserved,
-            inv.min_unit,
-            inv.max_unit,
-            inv.step_size,
-            inv.allocation_ratio,
-        )
-        for inv in inventories
-    }
-    used = await usage_by_provider_class(session, ids)
+    # Limits and usage of the wanted classes on the candidates, in one read.
+    capacity = await limits_and_usage(session, (p.id for p in found), class_ids.values())
 
     def fits(provider: Provider) -> bool:
         for name, amount in wanted.items():
             key = (provider.id, class_ids[name])
-            if key not in limits or not limits[key].fits(used.get(key, 0), amount):
+            limits, used = capacity.get(key, (None, 0))
+            if limits is None or not limits.fits(used, amount):
                 return False
         return True
 
