@@ -7,12 +7,18 @@ speak the API correctly and the over-allocation check reads usage back faithfull
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from bench import load, report
 from bench.load import Ledger, Target
+from tests.concurrency.servers import allot_serve
+
+PORTS = range(8300, 8350)  # this suite's port range on the shared machine
 
 
 @pytest.fixture
@@ -39,6 +45,27 @@ async def test_claims_are_counted_and_read_back_exactly(target: Target) -> None:
     assert len(ledger.consumers) == churn["moves"]
     check = await load.check(target, providers, ledger)
     assert check["usage_mismatches"] == 0 and check["over_allocated"] == 0
+
+
+async def test_a_real_run_goes_over_tcp_to_a_served_allot(tokens: dict[str, str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        database_url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+        with allot_serve(database_url, workers=1, log=Path(tmp) / "serve.log", ports=PORTS) as base:
+            target = Target.allot(base, tokens["admin"])
+            providers, _ = await load.setup(target, 2, 2, "bench-tcp")
+            ledger = Ledger()
+            figures = await load.claim(
+                target, providers, 3, seconds=30, ledger=ledger, max_claims=9
+            )
+            unknown = await load.claim(
+                target, [load.PROJECT], 1, seconds=30, ledger=Ledger(), max_claims=1
+            )
+            check = await load.check(target, providers, ledger)
+    assert figures["statuses"] == {"204": 9} and len(ledger.consumers) == 9
+    assert check == {"providers": 2, "over_allocated": 0, "usage_mismatches": 0}
+    # An answer that is an error is counted by its code, from the body the client read.
+    assert unknown["statuses"] == {"400": 1}
+    assert unknown["codes"] == {"placement.resource_provider.not_found": 1}
 
 
 async def test_the_check_notices_a_claim_the_clients_were_not_told_about(target: Target) -> None:
