@@ -7,8 +7,9 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jwt
 
@@ -19,6 +20,18 @@ log = logging.getLogger("allot.auth")
 
 HMAC_ALGORITHMS = ["HS256"]
 ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
+
+# Tokens already verified, so a client's every request is not decoded and checked again (a
+# tenth of a claim's CPU). Keyed by the whole token: no other string can hit an entry. Each
+# entry lasts until its token expires, and at most VERIFIED_TTL_S, so that a key withdrawn
+# from the JWKS stops admitting its tokens by then.
+VERIFIED_CACHE_SIZE = 4096
+VERIFIED_TTL_S = 60.0
+
+
+class _Verified(NamedTuple):
+    subject: Subject
+    until: float
 
 
 class InvalidToken(Exception):
@@ -47,14 +60,19 @@ def _claim(claims: dict[str, Any], dotted: str) -> Any:
 
 
 class Authenticator:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self._clock = clock
+        self._verified: dict[str, _Verified] = {}
         self._jwks: jwt.PyJWKClient | None = None
         self._key: Any = None
         if settings.auth_jwks_url:
             self._jwks = jwt.PyJWKClient(
                 settings.auth_jwks_url,
-                cache_keys=True,
+                # Not cache_keys: it keeps every key it met by kid for the life of the
+                # process, so a key the issuer withdrew would still verify. The key set is
+                # cached for auth_jwks_cache_seconds, then fetched again.
+                cache_keys=False,
                 lifespan=max(1, settings.auth_jwks_cache_seconds),
                 cooldown_duration=settings.auth_jwks_refresh_cooldown_seconds,
                 timeout=5,
@@ -88,11 +106,35 @@ class Authenticator:
 
     async def verify_async(self, token: str) -> Subject:
         """`verify`, without blocking the event loop when a JWKS fetch may be needed."""
+        known = self._already_verified(token)
+        if known is not None:
+            return known
         if self._jwks is not None:
             return await asyncio.to_thread(self.verify, token)
         return self.verify(token)
 
     def verify(self, token: str) -> Subject:
+        known = self._already_verified(token)
+        if known is not None:
+            return known
+        subject, expires = self._decode(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]  # the oldest entry
+        until = min(expires + self.settings.auth_leeway_seconds, self._clock() + VERIFIED_TTL_S)
+        self._verified[token] = _Verified(subject, until)
+        return subject
+
+    def _already_verified(self, token: str) -> Subject | None:
+        known = self._verified.get(token)
+        if known is None:
+            return None
+        if self._clock() < known.until:
+            return known.subject
+        self._verified.pop(token, None)
+        return None
+
+    def _decode(self, token: str) -> tuple[Subject, float]:
+        """Check signature and claims; the token's subject and expiry time."""
         settings = self.settings
         try:
             claims = jwt.decode(
@@ -109,7 +151,7 @@ class Authenticator:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"{type(exc).__name__}: {exc}") from exc
-        return self._subject(claims)
+        return self._subject(claims), float(claims["exp"])
 
     def _subject(self, claims: dict[str, Any]) -> Subject:
         s = self.settings

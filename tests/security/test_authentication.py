@@ -21,8 +21,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI
 
+from app.authz.tokens import VERIFIED_TTL_S, Authenticator, InvalidToken
 from app.openapi import PUBLIC_PATHS
-from tests.conftest import MINTED_TOKENS, TEST_SECRET, AppFactory, auth, make_client
+from tests.conftest import (
+    MINTED_TOKENS,
+    TEST_SECRET,
+    AppFactory,
+    auth,
+    make_client,
+    test_settings,
+)
 
 LATEST = {"openstack-api-version": "placement latest"}
 
@@ -289,3 +297,43 @@ async def test_jwks_url_is_cached_and_refreshed_on_an_unknown_kid(
             _assert_401(
                 await c.get("/traits", headers=auth(_sign(_claims(), stranger, "RS256", kid="k1")))
             )
+
+
+# A verified token is remembered (its signature is not checked on every request), but never
+# past its expiry, and never for longer than a minute: a key withdrawn from the JWKS stops
+# admitting its tokens by then.
+
+
+def test_a_token_accepted_before_stops_working_when_it_expires() -> None:
+    authenticator = Authenticator(test_settings("sqlite+aiosqlite://", auth_leeway_seconds=0))
+    token = authenticator.mint(user="u", project="p", roles=["reader"], ttl_seconds=1)
+    MINTED_TOKENS.add(token)
+    assert authenticator.verify(token).user_id == "u"
+    assert authenticator.verify(token).user_id == "u"
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    time.sleep(max(0.0, expires - time.time()) + 0.05)
+    with pytest.raises(InvalidToken):
+        authenticator.verify(token)
+
+
+def test_a_key_withdrawn_from_the_jwks_stops_admitting_its_tokens_within_a_minute() -> None:
+    key, now = _rsa(), [time.time()]
+    with _JwksServer(8511) as idp:
+        idp.publish(key, "k1")
+        settings = test_settings(
+            "sqlite+aiosqlite://",
+            auth_jwt_secret=None,
+            auth_jwks_url=idp.url,
+            auth_jwks_cache_seconds=1,
+            auth_jwks_refresh_cooldown_seconds=0,
+        )
+        authenticator = Authenticator(settings, clock=lambda: now[0])
+        token = _sign(_claims(), key, "RS256", kid="k1")
+        assert authenticator.verify(token).user_id == "mallory"
+
+        idp.keys.clear()
+        time.sleep(1.1)  # the JWKS client's own key cache (1 s here) has lapsed
+        assert authenticator.verify(token).user_id == "mallory"  # remembered
+        now[0] += VERIFIED_TTL_S
+        with pytest.raises(InvalidToken):
+            authenticator.verify(token)
