@@ -88,8 +88,8 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).disabled = True
-    # Casbin prints its whole model at INFO on every load; coredis every retry.
-    for chatty in ("casbin", "coredis"):
+    # Casbin prints its whole model at INFO on every load.
+    for chatty in ("casbin",):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     # Uvicorn's own loggers go through the same JSON handler.
     for name in ("uvicorn", "uvicorn.error"):
