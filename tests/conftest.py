@@ -12,14 +12,14 @@ import re
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, make_url, text
+from sqlalchemy import delete, event, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.main import create_app
@@ -286,6 +286,47 @@ async def _check_errors(response: httpx.Response) -> None:
     if response.status_code >= 400:
         await response.aread()
         assert_generic_error(response)
+
+
+@contextmanager
+def statements_sent(application: FastAPI) -> Iterator[list[str]]:
+    """The first word of each statement the app sends its database meanwhile, in order,
+    whichever runs it: SQLAlchemy, or (the hot path on PostgreSQL) asyncpg itself.
+    Transaction control (BEGIN, COMMIT, ROLLBACK) is left out."""
+    sent: list[str] = []
+
+    def note(sql: str) -> None:
+        word = sql.split()[0].rstrip(";").upper()
+        if word not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            sent.append(word)
+
+    def by_sqlalchemy(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        note(sql)
+
+    def by_driver(query: Any) -> None:
+        note(query.query)
+
+    def watch(dbapi_conn: Any, *_: Any) -> None:
+        if dbapi_conn is not None and application.state.database.dialect == "postgresql":
+            dbapi_conn.driver_connection.add_query_logger(by_driver)
+
+    def unwatch(dbapi_conn: Any, *_: Any) -> None:
+        if dbapi_conn is not None and application.state.database.dialect == "postgresql":
+            dbapi_conn.driver_connection.remove_query_logger(by_driver)
+
+    engine = application.state.database.engine.sync_engine
+    listeners = [
+        (engine, "before_cursor_execute", by_sqlalchemy),
+        (engine.pool, "checkout", watch),
+        (engine.pool, "checkin", unwatch),
+    ]
+    for target, name, listener in listeners:
+        event.listen(target, name, listener)
+    try:
+        yield sent
+    finally:
+        for target, name, listener in listeners:
+            event.remove(target, name, listener)
 
 
 def make_client(application: FastAPI, headers: dict[str, str]) -> httpx.AsyncClient:

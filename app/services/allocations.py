@@ -42,6 +42,7 @@ from app.errors import (
     not_found,
 )
 from app.models import Allocation, Consumer, ResourceClass, ResourceProvider
+from app.models.base import utcnow
 from app.services import consumers
 from app.services.capacity import InventoryLimits, limits_and_usage, limits_by_provider_class
 from app.services.consumers import ConsumerRow
@@ -271,7 +272,22 @@ async def prepare(
     )
 
 
-_INSERT = insert(Allocation)
+_INSERT = (
+    insert(Allocation)
+    .inline()  # no RETURNING of the new ids: nothing reads them
+    .values(
+        {
+            column: bindparam(column)
+            for column in (
+                "consumer_id",
+                "resource_provider_id",
+                "resource_class_id",
+                "used",
+                "created_at",
+            )
+        }
+    )
+)
 
 
 async def finish(session: AsyncSession, prepared: Prepared) -> None:
@@ -286,11 +302,18 @@ async def finish(session: AsyncSession, prepared: Prepared) -> None:
         )
     _check_capacity(prepared, rows, limits)
     if rows:
+        now = utcnow()
         await execute_core(
             session,
             _INSERT,
             [
-                {"consumer_id": c, "resource_provider_id": rp, "resource_class_id": rc, "used": n}
+                {
+                    "consumer_id": c,
+                    "resource_provider_id": rp,
+                    "resource_class_id": rc,
+                    "used": n,
+                    "created_at": now,
+                }
                 for c, rp, rc, n in rows
             ],
         )
@@ -352,7 +375,7 @@ _LOCK = select(*_PROVIDER_COLUMNS).where(ResourceProvider.id.in_(_NAMED_PROVIDER
 _LOCK_AND_BUMP = (
     update(ResourceProvider)
     .where(ResourceProvider.id.in_(_NAMED_PROVIDERS))
-    .values(generation=ResourceProvider.generation + 1)
+    .values(generation=ResourceProvider.generation + 1, updated_at=bindparam("now"))
     .returning(*_PROVIDER_COLUMNS)
     .execution_options(synchronize_session=False)
 )
@@ -375,15 +398,16 @@ async def _lock_providers_of(
     uuids = {uuid for w in writes for uuid in w.allocations}
     if not uuids and not also:
         return {}, {}
-    rows = await execute_core(
-        session, _LOCK_AND_BUMP if bump else _LOCK, {"uuids": sorted(uuids), "ids": sorted(also)}
-    )
+    params = {"uuids": sorted(uuids), "ids": sorted(also)}
+    if bump:
+        params["now"] = utcnow()
+    rows = await execute_core(session, _LOCK_AND_BUMP if bump else _LOCK, params)
     locked: dict[int, int] = {}
     found: dict[str, _Provider] = {}
-    for r in rows.all():
-        locked[r.id] = r.generation
-        if r.uuid in uuids and access.allows(actions.PROVIDERS_READ, r.owner_project_id):
-            found[r.uuid] = _Provider(r.id, r.uuid, r.owner_project_id)
+    for id_, uuid, owner, generation in rows:
+        locked[id_] = generation
+        if uuid in uuids and access.allows(actions.PROVIDERS_READ, owner):
+            found[uuid] = _Provider(id_, uuid, owner)
     for w in writes:
         for uuid in w.allocations:
             if uuid not in found:

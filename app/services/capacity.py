@@ -146,6 +146,6 @@ async def limits_and_usage(
         session, _LIMITS_AND_USAGE, {"providers": sorted(providers), "classes": sorted(classes)}
     )
     return {
-        (r.resource_provider_id, r.resource_class_id): (InventoryLimits.of(r), int(r.used))
-        for r in rows.all()
+        (provider, class_): (InventoryLimits(*limits), int(used))
+        for provider, class_, *limits, used in rows
     }

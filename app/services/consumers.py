@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import GenerationConflict, execute_core, insert_ignoring_duplicates
 from app.models import Allocation, Consumer, ConsumerType, Project, User
+from app.models.base import utcnow
 
 # What /allocations and /usages call a consumer that was written without a type (before 1.38).
 UNKNOWN_TYPE = "unknown"
@@ -60,8 +61,8 @@ async def find(session: AsyncSession, uuids: Iterable[str]) -> dict[str, Consume
         return {}
     rows = await execute_core(session, _FIND, {"uuids": wanted})
     return {
-        r.uuid: ConsumerRow(r.id, r.uuid, r.generation, r.project, r.user, r.type_name)
-        for r in rows.all()
+        uuid: ConsumerRow(id_, uuid, generation, project, user, type_name)
+        for id_, uuid, generation, project, user, type_name in rows
     }
 
 
@@ -119,7 +120,7 @@ async def _owner_ids(
     found: dict[str, dict[str, int]] = {kind: {} for kind in wanted}
     if any(wanted.values()):
         params = {kind: sorted(names) for kind, names in wanted.items()}
-        for kind, name, id_ in (await execute_core(session, _OWNER_IDS, params)).all():
+        for kind, name, id_ in await execute_core(session, _OWNER_IDS, params):
             found[kind][name] = id_
     return found
 
@@ -134,7 +135,18 @@ async def type_ids(session: AsyncSession, names: set[str]) -> dict[str, int]:
     return {name: id_ for name, id_ in rows.all()}
 
 
-_CREATE = insert(Consumer).returning(Consumer.id)
+_CREATE = (
+    insert(Consumer)
+    .values(
+        {
+            column: bindparam(column)
+            for column in (
+                "uuid", "project_id", "user_id", "consumer_type_id", "generation", "created_at"
+            )
+        }
+    )
+    .returning(Consumer.id)
+)  # fmt: skip
 
 
 async def create(
@@ -156,9 +168,10 @@ async def create(
                 "user_id": user_id,
                 "consumer_type_id": consumer_type_id,
                 "generation": 1,
+                "created_at": utcnow(),
             },
         )
-        return int(created.scalar_one())
+        return int(created[0][0])
     except IntegrityError as exc:
         # Another request created this consumer after we looked: decide again from the start.
         raise GenerationConflict(f"consumer {uuid} insert raced: {exc.orig}") from None

@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event
 
 from tests.allocation_helpers import (
     OTHER_PROJECT,
@@ -23,6 +22,7 @@ from tests.allocation_helpers import (
     snapshot,
     v,
 )
+from tests.conftest import statements_sent
 
 INCOMPLETE = "00000000-0000-0000-0000-000000000000"
 
@@ -429,18 +429,8 @@ async def test_a_claim_costs_six_statements_and_one_transaction(
 ) -> None:
     """What a scheduler pays per claim: the round trips are the cost (DESIGN section 7)."""
     await client.put(f"/allocations/{new_uuid()}", json=body({rp: {"VCPU": 1}}))  # owners exist
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
-            statements.append(statement.split()[0].upper())
-
-    engine = app.state.database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(app) as statements:
         claim = body({rp: {"VCPU": 1, "MEMORY_MB": 64}})
         assert (await client.put(f"/allocations/{new_uuid()}", json=claim)).status_code == 204
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     # consumer lookup, owners, consumer insert, provider lock+bump, capacity, allocations insert
     assert statements == ["SELECT", "SELECT", "INSERT", "UPDATE", "SELECT", "INSERT"]

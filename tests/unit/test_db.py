@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Database
+from app.db import Database, _compiled
+from app.models import Allocation, ResourceProvider
 from tests.conftest import test_settings as settings_for
 
 
@@ -37,3 +38,12 @@ async def test_a_writer_that_waits_longer_than_the_pool_timeout_gives_up(
         await database.write(hold)
     release.set()
     await holder
+
+
+def test_a_hot_path_statement_must_name_every_defaulted_column() -> None:
+    """The driver runs hot-path statements as compiled: SQLAlchemy would fill `created_at`
+    on each execution, the driver would not, so such a statement is refused up front."""
+    with pytest.raises(TypeError, match="not runnable as compiled"):
+        _compiled(insert(Allocation).values(used=bindparam("used")))
+    with pytest.raises(TypeError, match="not runnable as compiled"):  # updated_at's onupdate
+        _compiled(update(ResourceProvider).values(generation=bindparam("next")))
