@@ -98,6 +98,7 @@ def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         workers=args.workers,
         log_config=None,
+        access_log=False,  # the access log is ours (app.middleware), one JSON line per request
         proxy_headers=args.proxy_headers,
         timeout_graceful_shutdown=args.graceful_timeout,
     )

@@ -241,15 +241,21 @@ class Database:
         # On PostgreSQL the driver holds the transaction, so that `execute_core` can run
         # statements on the driver itself and they still commit or roll back with the rest.
         driver = await _driver(session)
-        async with driver.transaction():
-            result = await work(session)
-            await session.flush()  # whatever the ORM still holds goes in the same transaction
+        session.info[_DRIVER] = driver  # the session keeps this connection until it closes
+        try:
+            async with driver.transaction():
+                result = await work(session)
+                await session.flush()  # what the ORM still holds goes in the same transaction
+        finally:
+            del session.info[_DRIVER]
         return result
 
 
 # --- the hot path: statements compiled once, run without SQLAlchemy's per-execution work ---
 
 _ASYNCPG = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
+# session.info key: the driver connection of a PostgreSQL write in progress.
+_DRIVER = "allot.driver"
 
 
 async def _driver(session: AsyncSession) -> Any:
@@ -308,14 +314,16 @@ async def execute_core(session: AsyncSession, statement: Any, params: Any = None
     On PostgreSQL the driver runs it as compiled once per shape of its lists: SQLAlchemy's
     work per execution (cache key, parameters, result rows) cost twice the driver's.
     """
-    connection = await session.connection()
-    if connection.dialect.name != "postgresql":
-        result = await connection.execute(statement, params)
-        return result.all() if result.returns_rows else []
+    driver = session.info.get(_DRIVER)
+    if driver is None:
+        connection = await session.connection()
+        if connection.dialect.name != "postgresql":
+            result = await connection.execute(statement, params)
+            return result.all() if result.returns_rows else []
+        driver = await _driver(session)
     many = params if isinstance(params, list) else [params or {}]
     lists = _compiled(statement)[1]
     sql, slots, fixed = _asyncpg_text(statement, tuple(len(many[0][n]) for n in lists))
-    driver = await _driver(session)
     try:
         if isinstance(params, list):
             await driver.executemany(sql, [_arguments(slots, p | fixed) for p in params])
