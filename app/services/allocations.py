@@ -228,12 +228,13 @@ async def prepare(
     """Steps 1-4 and the deletion of the old allocations (the reshaper then changes inventory)."""
     _check_projects(access, writes)
     classes = await _class_ids(session, writes)
-    existing = await consumers.find(session, (w.uuid for w in writes))
+    owner_names = _owner_names(writes)
+    existing, found = await consumers.read(session, (w.uuid for w in writes), owner_names)
     _check_consumers(access, writes, existing)
 
     # Shared rows first, before any provider lock: a writer waiting on another's fresh
     # project row must not be holding a provider that one needs.
-    owners = await _owners(session, writes)
+    owners = await consumers.ensure_owners(session, owner_names, found)
     # Then the consumers: once created or bumped their rows are ours until commit, so what
     # they hold cannot change under us. Every writer locks consumers, then providers.
     consumer_ids = await _record_consumers(session, writes, existing, owners)
@@ -480,15 +481,14 @@ async def lock_providers(session: AsyncSession, provider_ids: Iterable[int]) -> 
     return locked
 
 
-async def _owners(session: AsyncSession, writes: Sequence[ConsumerWrite]) -> consumers.Owners:
+def _owner_names(writes: Sequence[ConsumerWrite]) -> dict[str, set[str]]:
     # Only consumers that keep allocations need their project, user and type recorded.
     kept = [w for w in writes if w.allocations]
-    return await consumers.ensure_owners(
-        session,
-        projects={w.project_id for w in kept},
-        users={w.user_id for w in kept},
-        types={w.consumer_type for w in kept if w.consumer_type is not None},
-    )
+    return {
+        "projects": {w.project_id for w in kept},
+        "users": {w.user_id for w in kept},
+        "types": {w.consumer_type for w in kept if w.consumer_type is not None},
+    }
 
 
 async def _record_consumers(

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, insert, literal, select, union_all
+from sqlalchemy import bindparam, delete, exists, insert, literal, null, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,36 +36,6 @@ class ConsumerRow:
     consumer_type: str | None
 
 
-# The statements every allocation write runs are built once, with bound parameters:
-# building and cache-keying a SQLAlchemy statement costs more than executing it.
-_FIND = (
-    select(
-        Consumer.id,
-        Consumer.uuid,
-        Consumer.generation,
-        Project.external_id.label("project"),
-        User.external_id.label("user"),
-        ConsumerType.name.label("type_name"),
-    )
-    .join(Project, Project.id == Consumer.project_id)
-    .join(User, User.id == Consumer.user_id)
-    .outerjoin(ConsumerType, ConsumerType.id == Consumer.consumer_type_id)
-    .where(Consumer.uuid.in_(bindparam("uuids", expanding=True)))
-)
-
-
-async def find(session: AsyncSession, uuids: Iterable[str]) -> dict[str, ConsumerRow]:
-    """The consumers that exist among `uuids`, by UUID."""
-    wanted = sorted(set(uuids))
-    if not wanted:
-        return {}
-    rows = await execute_core(session, _FIND, {"uuids": wanted})
-    return {
-        uuid: ConsumerRow(id_, uuid, generation, project, user, type_name)
-        for id_, uuid, generation, project, user, type_name in rows
-    }
-
-
 @dataclass(frozen=True)
 class Owners:
     """Ids of projects, users and consumer types, by the names the API uses."""
@@ -81,17 +51,78 @@ _NAMES: dict[str, Any] = {
     "users": User.external_id,
     "types": ConsumerType.name,
 }
+_CONSUMER = "consumer"  # the `kind` of a consumer's row in _READ
+
+# The statements every allocation write runs are built once, with bound parameters:
+# building and cache-keying a SQLAlchemy statement costs more than executing it.
+
+
+def _owner_rows(*padding: Any) -> list[Any]:
+    """One SELECT per kind of owner: (kind, name, id, *padding) of the named ones."""
+    return [
+        select(literal(kind), column, column.class_.id, *padding).where(
+            column.in_(bindparam(kind, expanding=True))
+        )
+        for kind, column in _NAMES.items()
+    ]
+
+
+# What an allocation write reads first, in one round trip: the consumers it names as
+# (kind "consumer", uuid, id, generation, project, user, type), and the ids of the
+# projects, users and types it records as (kind, name, id, NULL...).
+_READ = union_all(
+    select(
+        literal(_CONSUMER),
+        Consumer.uuid,
+        Consumer.id,
+        Consumer.generation,
+        Project.external_id,
+        User.external_id,
+        ConsumerType.name,
+    )
+    .join(Project, Project.id == Consumer.project_id)
+    .join(User, User.id == Consumer.user_id)
+    .outerjoin(ConsumerType, ConsumerType.id == Consumer.consumer_type_id)
+    .where(Consumer.uuid.in_(bindparam("uuids", expanding=True))),
+    *_owner_rows(null(), null(), null(), null()),
+)
+_OWNER_IDS = union_all(*_owner_rows())
+
+
+async def read(
+    session: AsyncSession, uuids: Iterable[str], owners: dict[str, set[str]]
+) -> tuple[dict[str, ConsumerRow], dict[str, dict[str, int]]]:
+    """The consumers that exist among `uuids`, by UUID; and the ids of those of the `owners`
+    (names by kind: "projects", "users", "types") that exist, by kind and name."""
+    params = {"uuids": sorted(set(uuids))}
+    params |= {kind: sorted(owners.get(kind, ())) for kind in _NAMES}
+    found: dict[str, dict[str, int]] = {kind: {} for kind in _NAMES}
+    if not any(params.values()):
+        return {}, found
+    consumers: dict[str, ConsumerRow] = {}
+    for kind, name, id_, generation, project, user, type_name in await execute_core(
+        session, _READ, params
+    ):
+        if kind == _CONSUMER:
+            consumers[name] = ConsumerRow(id_, name, generation, project, user, type_name)
+        else:
+            found[kind][name] = id_
+    return consumers, found
+
+
+async def find(session: AsyncSession, uuids: Iterable[str]) -> dict[str, ConsumerRow]:
+    """The consumers that exist among `uuids`, by UUID."""
+    return (await read(session, uuids, {}))[0]
 
 
 async def ensure_owners(
-    session: AsyncSession, *, projects: set[str], users: set[str], types: set[str]
+    session: AsyncSession, wanted: dict[str, set[str]], found: dict[str, dict[str, int]]
 ) -> Owners:
-    """Ids of the named projects, users and types, creating the missing ones (race-safe).
+    """Ids of the `wanted` projects, users and types (names by kind), given those `found`
+    already (by `read`): the missing ones are created (race-safe) and read back.
 
-    One round trip when all exist already, as they do for every write but a tenant's first.
+    No round trip at all when all exist, as they do for every write but a tenant's first.
     """
-    wanted = {"projects": projects, "users": users, "types": types}
-    found = await _owner_ids(session, wanted)
     missing = {kind: names - found[kind].keys() for kind, names in wanted.items()}
     if any(missing.values()):
         for kind, names in missing.items():
@@ -100,29 +131,11 @@ async def ensure_owners(
             await insert_ignoring_duplicates(
                 session, column.class_, [{column.key: name} for name in sorted(names)]
             )
-        found = await _owner_ids(session, wanted)
-    return Owners(**found)
-
-
-_OWNER_IDS = union_all(
-    *(
-        select(
-            literal(kind).label("kind"), column.label("name"), column.class_.id.label("id")
-        ).where(column.in_(bindparam(kind, expanding=True)))
-        for kind, column in _NAMES.items()
-    )
-)
-
-
-async def _owner_ids(
-    session: AsyncSession, wanted: dict[str, set[str]]
-) -> dict[str, dict[str, int]]:
-    found: dict[str, dict[str, int]] = {kind: {} for kind in wanted}
-    if any(wanted.values()):
-        params = {kind: sorted(names) for kind, names in wanted.items()}
+        params = {kind: sorted(wanted.get(kind, ())) for kind in _NAMES}
+        found = {kind: {} for kind in _NAMES}
         for kind, name, id_ in await execute_core(session, _OWNER_IDS, params):
             found[kind][name] = id_
-    return found
+    return Owners(projects=found["projects"], users=found["users"], types=found["types"])
 
 
 async def type_ids(session: AsyncSession, names: set[str]) -> dict[str, int]:

@@ -424,7 +424,7 @@ async def test_get_allocations_without_a_consumer_is_405(client: httpx.AsyncClie
     assert response.headers["allow"] == "POST"
 
 
-async def test_a_claim_costs_six_statements_and_one_transaction(
+async def test_a_claim_costs_five_statements_and_one_transaction(
     client: httpx.AsyncClient, rp: str, app: FastAPI
 ) -> None:
     """What a scheduler pays per claim: the round trips are the cost (DESIGN section 7)."""
@@ -432,5 +432,5 @@ async def test_a_claim_costs_six_statements_and_one_transaction(
     with statements_sent(app) as statements:
         claim = body({rp: {"VCPU": 1, "MEMORY_MB": 64}})
         assert (await client.put(f"/allocations/{new_uuid()}", json=claim)).status_code == 204
-    # consumer lookup, owners, consumer insert, provider lock+bump, capacity, allocations insert
-    assert statements == ["SELECT", "SELECT", "INSERT", "UPDATE", "SELECT", "INSERT"]
+    # consumers and owner ids, consumer insert, provider lock+bump, capacity, allocations insert
+    assert statements == ["SELECT", "INSERT", "UPDATE", "SELECT", "INSERT"]
