@@ -199,9 +199,12 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def _write_slot(self) -> AsyncIterator[None]:
-        # As long as the pool would wait for a connection; then 503, as the pool would.
-        async with asyncio.timeout(self.settings.database_pool_timeout):
-            await self._write_slots.acquire()
+        if self._write_slots.locked():
+            # Wait as long as the pool would wait for a connection; then 503, as it would.
+            async with asyncio.timeout(self.settings.database_pool_timeout):
+                await self._write_slots.acquire()
+        else:
+            await self._write_slots.acquire()  # a free slot and nobody waiting: no timer
         try:
             yield
         finally:

@@ -104,15 +104,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = rate_limiter
 
     install_handlers(app)
+    # Routes are matched in this order: the claim path (allocations) first after the root's.
     for module in (
         root,
+        allocations,
         resource_classes,
         traits,
         resource_providers,
         inventories,
         aggregates,
         provider_traits,
-        allocations,
         usages,
         allocation_candidates,
         reshaper,
