@@ -11,10 +11,12 @@ class Allocation(Timestamps, Base):
     __table_args__ = (
         CheckConstraint("used > 0", name="used_positive"),
         UniqueConstraint("consumer_id", "resource_provider_id", "resource_class_id"),
+        # `used` rides along so that usage sums are index-only scans (PostgreSQL).
         Index(
             "ix_allocations_resource_provider_id_resource_class_id",
             "resource_provider_id",
             "resource_class_id",
+            postgresql_include=["used"],
         ),
         Index("ix_allocations_resource_class_id", "resource_class_id"),
     )
