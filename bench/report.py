@@ -69,12 +69,28 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def main_client_ratios(results: dict[str, Any]) -> list[tuple[float, float]]:
+    """(claims/s ratio, p99 ratio) of every step run at the main concurrency: the sweep's and
+    each provider count's. One machine is noisy; the spread says how much."""
+    t, main = results["targets"], results["settings"]["main_clients"]
+    return [
+        (
+            fa["accepted_per_s"] / max(fp["accepted_per_s"], 0.1),
+            fa["p99_ms"] / max(fp["p99_ms"], 0.1),
+        )
+        for key in ("claim_by_clients", "claim_by_providers")
+        for fa, fp in zip(t["allot"][key], t["placement"][key], strict=True)
+        if fa["clients"] == main
+    ]
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
 def markdown(results: dict[str, Any]) -> str:
     h = headline(results)
+    ratios = main_client_ratios(results)
     m = results["machine"]
     t = results["targets"]
     lines = [
@@ -137,6 +153,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"**{h['errors_5xx']}**; over-allocated provider inventories after claim, contention "
         f"and churn: **{h['over_allocations']}**; providers whose usage differs from the "
         f"claims the clients were told were accepted: **{h['usage_mismatches']}**.",
+        "- Every step of the run at the same concurrency (the sweep's, then each provider "
+        "count's): claims/s ratios "
+        + ", ".join(f"{r:.1f}x" for r, _ in ratios)
+        + "; p99 ratios "
+        + ", ".join(f"{q:.2f}" for _, q in ratios)
+        + ". The headline is the sweep's step.",
         f"- The load generator itself used {a.get('client_cpu_share', 0):.0%} of a core while "
         f"loading allot at {h['clients']} clients ({p.get('client_cpu_share', 0):.0%} for "
         "Placement): it runs on the same 2 cores as the servers and PostgreSQL.",

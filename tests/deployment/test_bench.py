@@ -118,3 +118,4 @@ def test_the_report_states_each_target_as_met_or_not() -> None:
     assert "| accepted claims/s | 900 | 100 | 9.0x | >= 8x | met |" in text
     assert "| p99 ms | 50 | 100 | 0.50 | <= 0.25 | **not met** |" in text
     assert "| share of the pgbench ceiling | 30% |" in text
+    assert "claims/s ratios 9.0x, 9.0x; p99 ratios 0.50, 0.50." in text
