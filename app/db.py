@@ -326,6 +326,9 @@ async def execute_core(session: AsyncSession, statement: Any, params: Any = None
         driver = await _driver(session)
     many = params if isinstance(params, list) else [params or {}]
     lists = _compiled(statement)[1]
+    if lists and len(many) > 1:
+        # Each row's lists could have other lengths, hence another SQL text: not one batch.
+        raise TypeError("a batch of rows cannot bind lists; run one statement per row")
     sql, slots, fixed = _asyncpg_text(statement, tuple(len(many[0][n]) for n in lists))
     try:
         if isinstance(params, list):

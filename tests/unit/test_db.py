@@ -1,4 +1,5 @@
-"""Database.write: writers queue for the pool's connections, for a bounded time."""
+"""Database.write: writers queue for the pool's connections, for a bounded time; statements on
+the hot path (`execute_core`, run by the driver itself on PostgreSQL) belong to the unit."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import bindparam, insert, text, update
+from fastapi import FastAPI
+from sqlalchemy import bindparam, func, insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Database, _compiled
-from app.models import Allocation, ResourceProvider
+from app.db import Database, _compiled, execute_core
+from app.models import Allocation, Project, ResourceProvider
+from app.models.base import utcnow
 from tests.conftest import test_settings as settings_for
 
 
@@ -47,3 +50,38 @@ def test_a_hot_path_statement_must_name_every_defaulted_column() -> None:
         _compiled(insert(Allocation).values(used=bindparam("used")))
     with pytest.raises(TypeError, match="not runnable as compiled"):  # updated_at's onupdate
         _compiled(update(ResourceProvider).values(generation=bindparam("next")))
+
+
+_TWO_AMONG = select(literal(1)).where(literal(2).in_(bindparam("xs", expanding=True)))
+
+
+async def test_a_hot_path_statement_binds_lists_of_any_length(database: Database) -> None:
+    async def hits(xs: list[int]) -> int:
+        return len(await database.write(lambda s: execute_core(s, _TWO_AMONG, {"xs": xs})))
+
+    shapes = ([2], [1, 2, 3], [], [1], [5, 4, 3, 2], [2])
+    assert [await hits(xs) for xs in shapes] == [1, 1, 0, 0, 1, 1]
+
+
+_ADD_PROJECT = insert(Project).values(
+    external_id=bindparam("name"), created_at=bindparam("created_at")
+)
+_PROJECTS_NAMED = select(func.count()).where(Project.external_id == bindparam("name"))
+
+
+async def test_what_a_failed_unit_ran_on_the_hot_path_is_rolled_back(
+    app: FastAPI, database: Database
+) -> None:
+    row = {"name": "rolled-back-project", "created_at": utcnow()}
+
+    async def add_then_fail(session: AsyncSession) -> None:
+        await execute_core(session, _ADD_PROJECT, row)
+        raise RuntimeError("the unit fails after its insert")
+
+    with pytest.raises(RuntimeError):
+        await database.write(add_then_fail)
+    count = await database.write(lambda s: execute_core(s, _PROJECTS_NAMED, row))
+    assert count[0][0] == 0
+    await database.write(lambda s: execute_core(s, _ADD_PROJECT, row))  # and a unit that works
+    count = await database.write(lambda s: execute_core(s, _PROJECTS_NAMED, row))
+    assert count[0][0] == 1
