@@ -119,7 +119,8 @@ class Authenticator:
             return known
         subject, expires = self._decode(token)
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
-            del self._verified[next(iter(self._verified))]  # the oldest entry
+            # The oldest entry; JWKS verifications run in threads, so another may be evicting.
+            self._verified.pop(next(iter(self._verified), ""), None)
         until = min(expires + self.settings.auth_leeway_seconds, self._clock() + VERIFIED_TTL_S)
         self._verified[token] = _Verified(subject, until)
         return subject

@@ -53,9 +53,6 @@ _NAMES: dict[str, Any] = {
 }
 _CONSUMER = "consumer"  # the `kind` of a consumer's row in _READ
 
-# The statements every allocation write runs are built once, with bound parameters:
-# building and cache-keying a SQLAlchemy statement costs more than executing it.
-
 
 def _owner_rows(*padding: Any) -> list[Any]:
     """One SELECT per kind of owner: (kind, name, id, *padding) of the named ones."""
@@ -67,6 +64,8 @@ def _owner_rows(*padding: Any) -> list[Any]:
     ]
 
 
+# The statements every allocation write runs are built once, with bound parameters:
+# building and cache-keying a SQLAlchemy statement costs more than executing it.
 # What an allocation write reads first, in one round trip: the consumers it names as
 # (kind "consumer", uuid, id, generation, project, user, type), and the ids of the
 # projects, users and types it records as (kind, name, id, NULL...).

@@ -8,6 +8,7 @@ speak the API correctly and the over-allocation check reads usage back faithfull
 from __future__ import annotations
 
 import tempfile
+import uuid
 from pathlib import Path
 
 import httpx
@@ -57,8 +58,9 @@ async def test_a_real_run_goes_over_tcp_to_a_served_allot(tokens: dict[str, str]
             figures = await load.claim(
                 target, providers, 3, seconds=30, ledger=ledger, max_claims=9
             )
+            nowhere = [str(uuid.uuid4())]  # no such provider
             unknown = await load.claim(
-                target, [load.PROJECT], 1, seconds=30, ledger=Ledger(), max_claims=1
+                target, nowhere, 1, seconds=30, ledger=Ledger(), max_claims=1
             )
             check = await load.check(target, providers, ledger)
     assert figures["statuses"] == {"204": 9} and len(ledger.consumers) == 9

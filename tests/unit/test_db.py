@@ -85,3 +85,21 @@ async def test_what_a_failed_unit_ran_on_the_hot_path_is_rolled_back(
     await database.write(lambda s: execute_core(s, _ADD_PROJECT, row))  # and a unit that works
     count = await database.write(lambda s: execute_core(s, _PROJECTS_NAMED, row))
     assert count[0][0] == 1
+
+
+async def test_a_connection_returned_inside_a_transaction_is_never_handed_out_again(
+    app: FastAPI, database: Database
+) -> None:
+    """A write whose rollback never ran (its task cancelled at the wrong moment) must not
+    lend its open transaction, and what it wrote, to the next request."""
+    async with database.engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.execute("BEGIN")
+        await driver.execute(
+            "INSERT INTO projects (external_id, created_at) VALUES ('left-open', CURRENT_TIMESTAMP)"
+        )
+    # back in the pool (of one connection on PostgreSQL), inside that transaction
+    row = {"name": "left-open"}
+    count = await database.write(lambda s: execute_core(s, _PROJECTS_NAMED, row))
+    assert count[0][0] == 0
