@@ -276,7 +276,7 @@ async def _driver(session: AsyncSession) -> Any:
     return driver
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)  # bounded: a statement built per call would otherwise leak
 def _compiled(statement: Any) -> tuple[Any, tuple[str, ...]]:
     """A statement compiled for asyncpg, and the names of its list ("expanding") parameters."""
     compiled = statement.compile(dialect=_ASYNCPG)
