@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import bindparam, event, make_url, update
+from sqlalchemy import bindparam, event, insert, make_url, update
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -347,6 +347,40 @@ async def execute_core(session: AsyncSession, statement: Any, params: Any = None
         raise IntegrityError(sql, params, exc) from exc
     except asyncpg.PostgresError as exc:
         raise DBAPIError(sql, params, exc) from exc
+
+
+@functools.lru_cache(maxsize=64)
+def _with_insert(query: Any, model: Any, columns: tuple[str, ...], rows: int) -> Any:
+    """`query`, preceded by an INSERT of `rows` rows into `model`'s table as its CTE."""
+    values: list[dict[str, Any]]
+    values = [{c: bindparam(f"new_{i}_{c}") for c in columns} for i in range(rows)]
+    return query.add_cte(insert(model).values(values).cte("new_rows"))
+
+
+async def insert_and_select(
+    session: AsyncSession,
+    model: Any,
+    rows: list[dict[str, Any]],
+    query: Any,
+    params: dict[str, Any],
+) -> Sequence[Any]:
+    """Insert `rows` into `model`'s table and run `query` (via `execute_core`), which sees
+    the table as it was before the insert, on every database.
+
+    On PostgreSQL in one round trip: the INSERT is the query's CTE, and a statement does not
+    see what its own CTEs change. Elsewhere (SQLite serialises its writers) the query runs
+    first, then the insert.
+    """
+    if not rows:
+        return await execute_core(session, query, params)
+    if session.get_bind().dialect.name != "postgresql":
+        found = await execute_core(session, query, params)
+        await execute_core(session, insert(model), rows)
+        return found
+    columns = tuple(rows[0])
+    statement = _with_insert(query, model, columns, len(rows))
+    values = {f"new_{i}_{c}": row[c] for i, row in enumerate(rows) for c in columns}
+    return await execute_core(session, statement, params | values)
 
 
 @functools.cache

@@ -10,10 +10,11 @@ names, inside the caller's transaction (`Database.write`), in this order:
    cannot change under us; read it;
 4. lock the providers this write moves, in ascending id order (so two multi-provider
    writers can never deadlock; every writer takes consumers first, then providers), bumping
-   their generations in the same statement; then read capacity and usage: nothing can add
-   allocations to a locked provider until we commit;
-5. delete the consumers' old allocations, check every new amount against the inventory,
-   insert the new ones, delete consumers left with nothing.
+   their generations in the same statement: nothing can add allocations to a locked
+   provider until we commit;
+5. delete the consumers' old allocations; insert the new ones, reading in the same round
+   trip the inventories and their usage as it was before them; check every new amount
+   against them (raising rolls the insert back); delete consumers left with nothing.
 
 Any failure raises and the whole transaction is rolled back: no consumer, project, user or
 allocation row survives, and no generation moves.
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Select, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz import actions
@@ -44,7 +45,7 @@ from app.errors import (
 from app.models import Allocation, Consumer, ResourceClass, ResourceProvider
 from app.models.base import utcnow
 from app.services import consumers
-from app.services.capacity import InventoryLimits, limits_and_usage, limits_by_provider_class
+from app.services.capacity import InventoryLimits, limits_and_usage
 from app.services.consumers import ConsumerRow
 from app.services.standard import standard_class_id
 
@@ -103,9 +104,6 @@ class Prepared:
     relock: bool  # generations may have moved since (the reshaper's inventory writes)
     releasing: set[int]  # ids of existing consumers this write leaves with nothing
     old: _Old
-    # The inventories this write allocates from, and their usage before it (under the locks).
-    limits: dict[tuple[int, int], InventoryLimits]
-    before: dict[tuple[int, int], int]
     # A write may leave an (already) overcommitted provider no worse than it was. Not the
     # reshaper: it changes the inventory too, so "before" says nothing about the new one.
     tolerate_overcommit: bool = True
@@ -228,16 +226,18 @@ async def prepare(
     """Steps 1-4 and the deletion of the old allocations (the reshaper then changes inventory)."""
     _check_projects(access, writes)
     classes = await _class_ids(session, writes)
-    owner_names = _owner_names(writes)
-    existing, found = await consumers.read(session, (w.uuid for w in writes), owner_names)
-    _check_consumers(access, writes, existing)
-
-    # Shared rows first, before any provider lock: a writer waiting on another's fresh
-    # project row must not be holding a provider that one needs.
-    owners = await consumers.ensure_owners(session, owner_names, found)
-    # Then the consumers: once created or bumped their rows are ours until commit, so what
-    # they hold cannot change under us. Every writer locks consumers, then providers.
-    consumer_ids = await _record_consumers(session, writes, existing, owners)
+    existing: dict[str, ConsumerRow] = {}
+    consumer_ids = await _create_new_consumer(session, writes)
+    if consumer_ids is None:
+        owner_names = _owner_names(writes)
+        existing, found = await consumers.read(session, (w.uuid for w in writes), owner_names)
+        _check_consumers(access, writes, existing)
+        # Shared rows first, before any provider lock: a writer waiting on another's fresh
+        # project row must not be holding a provider that one needs.
+        owners = await consumers.ensure_owners(session, owner_names, found)
+        # Then the consumers: once created or bumped their rows are ours until commit, so
+        # what they hold cannot change under us. Every writer locks consumers, then providers.
+        consumer_ids = await _record_consumers(session, writes, existing, owners)
     had = sorted(c.id for c in existing.values())
     old = await _old_allocations(session, set(had))
     releasing = {existing[w.uuid].id for w in writes if not w.allocations and w.uuid in existing}
@@ -249,9 +249,6 @@ async def prepare(
         session, access, writes, released_from | set(also_lock), bump=bump_now
     )
     bump = {p.id for p in providers.values()} | released_from
-
-    # Capacity and usage of what this write allocates, read under the locks.
-    capacity = await limits_and_usage(session, (p.id for p in providers.values()), classes.values())
     if had:
         await session.execute(
             delete(Allocation)
@@ -267,47 +264,22 @@ async def prepare(
         relock=bool(also_lock),
         releasing=releasing,
         old=old,
-        limits={key: limits for key, (limits, _) in capacity.items()},
-        before={key: used for key, (_, used) in capacity.items()},
         tolerate_overcommit=tolerate_overcommit,
     )
 
 
-_INSERT = (
-    insert(Allocation)
-    .inline()  # no RETURNING of the new ids: nothing reads them
-    .values(
-        {
-            column: bindparam(column)
-            for column in (
-                "consumer_id",
-                "resource_provider_id",
-                "resource_class_id",
-                "used",
-                "created_at",
-            )
-        }
-    )
-)
-
-
 async def finish(session: AsyncSession, prepared: Prepared) -> None:
-    """Step 5: check capacity against the inventory as it is now, insert, tidy up (and bump
-    the providers, for the reshaper, whose generations `prepare` left alone)."""
+    """Step 5: insert, check capacity against the inventory as it is now (the reshaper's
+    included), tidy up (and bump the providers, for the reshaper, whose generations
+    `prepare` left alone)."""
     rows = _new_rows(prepared)
-    limits = prepared.limits
-    if prepared.relock:
-        # The reshaper has written inventories since `prepare`: read them again.
-        limits = await limits_by_provider_class(
-            session, (rp for _, rp, _, _ in rows), (rc for _, _, rc, _ in rows)
-        )
-    _check_capacity(prepared, rows, limits)
     if rows:
         now = utcnow()
-        await execute_core(
+        capacity = await limits_and_usage(
             session,
-            _INSERT,
-            [
+            (rp for _, rp, _, _ in rows),
+            (rc for _, _, rc, _ in rows),
+            inserting=[
                 {
                     "consumer_id": c,
                     "resource_provider_id": rp,
@@ -318,6 +290,8 @@ async def finish(session: AsyncSession, prepared: Prepared) -> None:
                 for c, rp, rc, n in rows
             ],
         )
+        # Raising here rolls the insert back with the rest of the transaction.
+        _check_capacity(prepared, rows, capacity)
     seen = prepared.bump
     if prepared.relock:
         # ... and bumped their generations: read those again, under our lock.
@@ -421,6 +395,24 @@ async def _lock_providers_of(
         # A provider was deleted after we resolved it: decide again from the start.
         raise GenerationConflict("a provider disappeared before it could be locked")
     return found, locked
+
+
+async def _create_new_consumer(
+    session: AsyncSession, writes: Sequence[ConsumerWrite]
+) -> dict[str, int] | None:
+    """The usual claim, one consumer the client says is new (1.28+, generation null): create
+    it in one statement. Its ids by UUID; None when that does not apply or did not create it
+    (it exists: then 409; or its project, user or type is new): `prepare` takes the long way.
+    """
+    if len(writes) != 1:
+        return None
+    w = writes[0]
+    if not (w.allocations and w.check_generation and w.generation is None):
+        return None
+    id_ = await consumers.create_if_new(
+        session, w.uuid, w.project_id, w.user_id, w.consumer_type
+    )
+    return None if id_ is None else {w.uuid: id_}
 
 
 def _check_consumers(
@@ -553,10 +545,13 @@ def _new_rows(prepared: Prepared) -> list[tuple[int, int, int, int]]:
 def _check_capacity(
     prepared: Prepared,
     rows: list[tuple[int, int, int, int]],
-    limits: Mapping[tuple[int, int], InventoryLimits],
+    capacity: Mapping[tuple[int, int], tuple[InventoryLimits, int]],
 ) -> None:
     """Every amount fits its inventory's units, and no provider ends up over capacity
-    (unless it already was and this write does not make it worse)."""
+    (unless it already was and this write does not make it worse).
+
+    `capacity`: the inventories with their usage by others (the consumers' old allocations
+    are deleted by then, the new ones not counted)."""
     old = prepared.old.used()
     adding: dict[tuple[int, int], int] = defaultdict(int)
     for _, rp_id, rc_id, amount in rows:
@@ -566,7 +561,7 @@ def _check_capacity(
             rp = prepared.providers[rp_uuid].id
             for rc, amount in resources.items():
                 key = (rp, prepared.classes[rc])
-                inventory = limits.get(key)
+                inventory, others = capacity.get(key, (None, 0))
                 pointer = f"{w.pointer}/{rp_uuid}/resources/{rc}"
                 if inventory is None:
                     raise _unallocatable(f"no {rc} inventory on provider {rp_uuid}", pointer)
@@ -575,8 +570,8 @@ def _check_capacity(
                         f"{rc} amount {amount} breaks min_unit/max_unit/step_size on {rp_uuid}",
                         pointer,
                     )
-                before = prepared.before.get(key, 0)
-                after = before - old.get(key, 0) + adding[key]
+                before = others + old.get(key, 0)
+                after = others + adding[key]
                 if not inventory.accepts(before if prepared.tolerate_overcommit else 0, after):
                     raise _unallocatable(
                         f"{rc} on {rp_uuid}: {after} would exceed capacity {inventory.capacity}",

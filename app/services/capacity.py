@@ -5,7 +5,7 @@ One implementation, so a candidate that is offered is a claim that will be accep
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import execute_core
+from app.db import insert_and_select
 from app.models import Allocation, Inventory
 
 
@@ -107,24 +107,6 @@ LIMIT_FIELDS = (
 _LIMIT_COLUMNS = (Inventory.resource_provider_id, Inventory.resource_class_id, *LIMIT_FIELDS)
 
 
-async def limits_by_provider_class(
-    session: AsyncSession, provider_ids: Iterable[int], class_ids: Iterable[int]
-) -> dict[tuple[int, int], InventoryLimits]:
-    """The inventories of some providers in some classes, keyed (provider id, class id)."""
-    providers, classes = set(provider_ids), set(class_ids)
-    if not providers or not classes:
-        return {}
-    rows = await session.execute(
-        select(*_LIMIT_COLUMNS).where(
-            Inventory.resource_provider_id.in_(sorted(providers)),
-            Inventory.resource_class_id.in_(sorted(classes)),
-        )
-    )
-    return {
-        (r.resource_provider_id, r.resource_class_id): InventoryLimits.of(r) for r in rows.all()
-    }
-
-
 # Built once (binding parameters): every allocation write runs it.
 _LIMITS_AND_USAGE = select(
     *_LIMIT_COLUMNS,
@@ -136,15 +118,23 @@ _LIMITS_AND_USAGE = select(
 
 
 async def limits_and_usage(
-    session: AsyncSession, provider_ids: Iterable[int], class_ids: Iterable[int]
+    session: AsyncSession,
+    provider_ids: Iterable[int],
+    class_ids: Iterable[int],
+    *,
+    inserting: Sequence[dict[str, Any]] = (),
 ) -> dict[tuple[int, int], tuple[InventoryLimits, int]]:
-    """`limits_by_provider_class` with each inventory's current usage, in one round trip."""
+    """The inventories of some providers in some classes, each with its current usage, keyed
+    (provider id, class id): one round trip.
+
+    `inserting`: allocation rows to insert in that same round trip (an allocation write's);
+    the usage read is the usage before them.
+    """
     providers, classes = set(provider_ids), set(class_ids)
     if not providers or not classes:
         return {}
-    rows = await execute_core(
-        session, _LIMITS_AND_USAGE, {"providers": sorted(providers), "classes": sorted(classes)}
-    )
+    params = {"providers": sorted(providers), "classes": sorted(classes)}
+    rows = await insert_and_select(session, Allocation, list(inserting), _LIMITS_AND_USAGE, params)
     return {
         (provider, class_): (InventoryLimits(*limits), int(used))
         for provider, class_, *limits, used in rows

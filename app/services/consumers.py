@@ -8,11 +8,26 @@ shared rows that concurrent writers may both try to create, so they are inserted
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, insert, literal, null, select, union_all
+from sqlalchemy import (
+    DateTime,
+    String,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    literal,
+    null,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -187,6 +202,47 @@ async def create(
     except IntegrityError as exc:
         # Another request created this consumer after we looked: decide again from the start.
         raise GenerationConflict(f"consumer {uuid} insert raced: {exc.orig}") from None
+
+
+@functools.cache
+def _create_if_new(dialect: str, typed: bool) -> Any:
+    """INSERT a consumer whose project, user (and type) are named, not numbered: nothing when
+    one of them is not recorded yet, or the consumer exists."""
+    owners = select(
+        bindparam("uuid", type_=String),
+        Project.id,
+        User.id,
+        ConsumerType.id if typed else null(),
+        literal(1),
+        bindparam("now", type_=DateTime(timezone=True)),
+    ).where(Project.external_id == bindparam("project"), User.external_id == bindparam("user"))
+    owners = owners.select_from(Project).join(User, true())
+    if typed:
+        owners = owners.join(ConsumerType, true()).where(ConsumerType.name == bindparam("type"))
+    columns = ["uuid", "project_id", "user_id", "consumer_type_id", "generation", "created_at"]
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(Consumer)
+    return (
+        statement.from_select(columns, owners)
+        .on_conflict_do_nothing(index_elements=["uuid"])
+        .returning(Consumer.id)
+    )
+
+
+async def create_if_new(
+    session: AsyncSession, uuid: str, project: str, user: str, consumer_type: str | None
+) -> int | None:
+    """Create a consumer the client says is new, its owners found in the same statement: its
+    id. None, and nothing written, when the consumer exists already or its project, user or
+    type is not recorded yet: then `read`, `ensure_owners` and `create` take the long way.
+
+    The usual claim (a new instance of a known project) is thus one round trip, not two.
+    """
+    statement = _create_if_new(session.get_bind().dialect.name, consumer_type is not None)
+    params = {"uuid": uuid, "project": project, "user": user, "now": utcnow()}
+    if consumer_type is not None:
+        params["type"] = consumer_type
+    rows = await execute_core(session, statement, params)
+    return int(rows[0][0]) if rows else None
 
 
 async def delete_if_unused(session: AsyncSession, consumer_ids: Iterable[int]) -> None:
