@@ -2,10 +2,16 @@
 
 Moving windows from the `limits` library, in process memory by default or in Redis
 (`ALLOT_RATE_LIMIT_STORAGE=redis://...`) so that every server process shares one count.
+
+With Redis, the hits on one limit that a process receives in the same turn of its event loop
+are counted in one call (a moving window takes n entries at once, or none): under load a
+round trip for several requests, not one each. When a batch does not fit whole, its requests
+try one by one, in arrival order, so each gets exactly the answer it would have got alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
@@ -51,6 +57,10 @@ class RateLimiter:
         assert isinstance(storage, Storage)
         self.storage: Storage = storage
         self.strategy = MovingWindowRateLimiter(self.storage)
+        # In process memory a hit costs no round trip: nothing to gain from batching.
+        self._batching = not uri.startswith("async+memory")
+        self._batches: dict[tuple[str, str], list[asyncio.Future[bool]]] = {}
+        self._flushing: set[asyncio.Task[None]] = set()  # held: the loop keeps weak refs
 
     async def check_storage(self) -> None:
         """Refuse to start when the configured shared storage cannot be reached."""
@@ -65,7 +75,12 @@ class RateLimiter:
 
     async def _hit(self, items: list[RateLimitItem], kind: str, key: str) -> None:
         for item in items:
-            if not await self.strategy.hit(item, kind, key):
+            allowed = (
+                await self._batched(item, kind, key)
+                if self._batching
+                else await self.strategy.hit(item, kind, key)
+            )
+            if not allowed:
                 REJECTIONS.labels(kind).inc()
                 stats = await self.strategy.get_window_stats(item, kind, key)
                 retry_after = max(1, math.ceil(stats.reset_time - time.time()))
@@ -75,3 +90,42 @@ class RateLimiter:
                     log_detail=f"{kind} limit {item} exceeded",
                     headers={"Retry-After": str(retry_after)},
                 )
+
+    def _batched(self, item: RateLimitItem, kind: str, key: str) -> asyncio.Future[bool]:
+        """This hit's answer, once the batch it joins (or opens) is counted."""
+        slot = (item.key_for(kind, key), str(item))
+        answer = asyncio.get_running_loop().create_future()
+        batch = self._batches.get(slot)
+        if batch is None:
+            # The batch closes when this task first runs: after the current loop turn.
+            self._batches[slot] = batch = []
+            task = asyncio.create_task(self._count(slot, item, kind, key))
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
+        batch.append(answer)
+        return answer
+
+    async def _count(self, slot: tuple[str, str], item: RateLimitItem, kind: str, key: str) -> None:
+        answers = self._batches.pop(slot)
+        try:
+            results = await self._allowed(item, kind, key, len(answers))
+        except Exception as exc:  # the storage failed: so does every request of the batch
+            for answer in answers:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        except BaseException:  # cancelled (shutting down): so are the requests waiting
+            for answer in answers:
+                answer.cancel()
+            raise
+        for answer, allowed in zip(answers, results, strict=True):
+            if not answer.done():  # a request may have been cancelled meanwhile
+                answer.set_result(allowed)
+
+    async def _allowed(self, item: RateLimitItem, kind: str, key: str, hits: int) -> list[bool]:
+        if await self.strategy.hit(item, kind, key, cost=hits):
+            return [True] * hits
+        if hits == 1:
+            return [False]
+        # No room for all of them: one by one, so each gets the answer it would have alone.
+        return [await self.strategy.hit(item, kind, key) for _ in range(hits)]

@@ -6,11 +6,13 @@ addresses, so counts left in Redis by another run never meet this one.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from app.main import create_app
 from app.settings import ConfigurationError
@@ -85,6 +87,42 @@ async def test_redis_counts_are_shared_between_processes(app_factory: AppFactory
         assert (await c2.get("/traits", headers=auth(user))).status_code == 200
         assert (await c1.get("/traits", headers=auth(user))).status_code == 200
         _assert_429(await c2.get("/traits", headers=auth(user)))
+
+
+@pytest.mark.parametrize("storage", ["memory://", REDIS])
+async def test_requests_arriving_together_each_get_their_own_answer(
+    app_factory: AppFactory, storage: str
+) -> None:
+    """With Redis, hits arriving together are counted in one call; a batch that does not fit
+    whole is not refused whole: exactly the budget's worth of requests gets through."""
+    user = mint(roles=["reader"], project="p", user=f"erin-{uuid.uuid4()}")
+    async with (
+        app_factory(rate_limit_storage=storage, rate_limit="5/minute") as limited,
+        _client(limited, _address()) as c,
+    ):
+        answers = await asyncio.gather(*(c.get("/traits", headers=auth(user)) for _ in range(12)))
+        assert sorted(a.status_code for a in answers) == [200] * 5 + [429] * 7
+        _assert_429(await c.get("/traits", headers=auth(user)))
+
+
+async def test_redis_is_asked_once_for_requests_arriving_together(app_factory: AppFactory) -> None:
+    user = mint(roles=["reader"], project="p", user=f"fred-{uuid.uuid4()}")
+    redis = Redis.from_url(REDIS)
+
+    async def scripts_run() -> int:
+        stats = await redis.info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+    async with (
+        app_factory(rate_limit_storage=REDIS, rate_limit="1000/minute") as limited,
+        _client(limited, _address()) as c,
+    ):
+        assert (await c.get("/traits", headers=auth(user))).status_code == 200  # warmed up
+        before = await scripts_run()
+        answers = await asyncio.gather(*(c.get("/traits", headers=auth(user)) for _ in range(20)))
+        assert all(a.status_code == 200 for a in answers)
+        assert await scripts_run() - before < 20
+    await redis.aclose()
 
 
 async def test_off_disables_the_limit(app_factory: AppFactory) -> None:
