@@ -17,8 +17,27 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 from pythonjsonlogger.json import JsonFormatter
+
+_pid = os.getpid()
+
+
+def _remember_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+def _process_id() -> int:
+    return _pid
+
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Each metric update checks the pid (a fork needs its own file). os.getpid is a system
+    # call, several per request; the pid remembered, and renewed in a forked child, is not.
+    os.register_at_fork(after_in_child=_remember_pid)
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)  # type: ignore[no-untyped-call]
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 subject_var: ContextVar[str] = ContextVar("subject", default="")
