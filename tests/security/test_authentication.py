@@ -29,8 +29,8 @@ from tests.conftest import (
     AppFactory,
     auth,
     make_client,
-    test_settings,
 )
+from tests.conftest import test_settings as settings_for
 
 LATEST = {"openstack-api-version": "placement latest"}
 
@@ -305,7 +305,7 @@ async def test_jwks_url_is_cached_and_refreshed_on_an_unknown_kid(
 
 
 def test_a_token_accepted_before_stops_working_when_it_expires() -> None:
-    authenticator = Authenticator(test_settings("sqlite+aiosqlite://", auth_leeway_seconds=0))
+    authenticator = Authenticator(settings_for("sqlite+aiosqlite://", auth_leeway_seconds=0))
     token = authenticator.mint(user="u", project="p", roles=["reader"], ttl_seconds=1)
     MINTED_TOKENS.add(token)
     assert authenticator.verify(token).user_id == "u"
@@ -320,7 +320,7 @@ def test_a_key_withdrawn_from_the_jwks_stops_admitting_its_tokens_within_a_minut
     key, now = _rsa(), [time.time()]
     with _JwksServer(8511) as idp:
         idp.publish(key, "k1")
-        settings = test_settings(
+        settings = settings_for(
             "sqlite+aiosqlite://",
             auth_jwt_secret=None,
             auth_jwks_url=idp.url,
