@@ -101,7 +101,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"(gunicorn, {results['settings']['workers']} sync workers, noauth2) on the same "
         f"PostgreSQL {m['postgresql']}, interleaved step by step, plus pgbench running one "
         "allocation write's statements (`bench/pgbench_allocation.sql`) as the database's "
-        "ceiling. The load generator (`bench/load.py`, aiohttp) runs on the same machine.",
+        "ceiling. The load generator (`bench/load.py`: HTTP/1.1 on asyncio, answers parsed "
+        "by httptools) runs on the same machine, the same for both servers.",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}, "
         f"Python {m['python']}; allot commit `{m['allot_commit']}`. Load average at start "

@@ -63,6 +63,13 @@ async def test_a_real_run_goes_over_tcp_to_a_served_allot(tokens: dict[str, str]
                 target, nowhere, 1, seconds=30, ledger=Ledger(), max_claims=1
             )
             check = await load.check(target, providers, ledger)
+            # A server that closes each connection after answering (as gunicorn's sync workers
+            # do): every request goes out on a new one, and none is lost.
+            closing = Target("allot", base, {**target.headers, "connection": "close"})
+            reconnected = await load.claim(
+                closing, providers, 2, seconds=30, ledger=Ledger(), max_claims=6
+            )
+    assert reconnected["statuses"] == {"204": 6} and reconnected["transport_errors"] == 0
     assert figures["statuses"] == {"204": 9} and len(ledger.consumers) == 9
     assert check == {"providers": 2, "over_allocated": 0, "usage_mismatches": 0}
     # An answer that is an error is counted by its code, from the body the client read.
