@@ -168,6 +168,7 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = make_engine(settings.database_url, settings)
+        self.dialect: str = self.engine.dialect.name  # "postgresql" or "sqlite"
         self.read_engine = (
             make_engine(settings.database_read_url, settings)
             if settings.database_read_url
@@ -190,9 +191,6 @@ class Database:
             settings.database_pool_size + settings.database_max_overflow
         )
 
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
 
     async def dispose(self) -> None:
         await self.engine.dispose()

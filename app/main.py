@@ -97,6 +97,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json" if settings.show_docs else None,
         dependencies=[Depends(accepts_json)],
+        # Observability is the JSON log and /metrics (DESIGN section 9). FastAPI's native
+        # OpenTelemetry would otherwise look up the global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.policy = policy
