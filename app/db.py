@@ -191,7 +191,6 @@ class Database:
             settings.database_pool_size + settings.database_max_overflow
         )
 
-
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self.read_engine is not self.engine:

@@ -409,9 +409,7 @@ async def _create_new_consumer(
     w = writes[0]
     if not (w.allocations and w.check_generation and w.generation is None):
         return None
-    id_ = await consumers.create_if_new(
-        session, w.uuid, w.project_id, w.user_id, w.consumer_type
-    )
+    id_ = await consumers.create_if_new(session, w.uuid, w.project_id, w.user_id, w.consumer_type)
     return None if id_ is None else {w.uuid: id_}
 
 
