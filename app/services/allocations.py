@@ -22,13 +22,14 @@ allocation row survives, and no generation moves.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, or_, select, update
+from sqlalchemy import Select, bindparam, delete, exists, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz import actions
@@ -227,7 +228,8 @@ async def prepare(
     _check_projects(access, writes)
     classes = await _class_ids(session, writes)
     existing: dict[str, ConsumerRow] = {}
-    consumer_ids = await _create_new_consumer(session, writes)
+    # The reshaper bumps its providers in `finish`: its consumer is created on its own.
+    consumer_ids, provider_rows = await _create_new_consumer(session, writes, lock=not also_lock)
     if consumer_ids is None:
         owner_names = _owner_names(writes)
         existing, found = await consumers.read(session, (w.uuid for w in writes), owner_names)
@@ -246,7 +248,7 @@ async def prepare(
     # The reshaper writes inventories (and generations) before `finish`: it bumps there.
     bump_now = not also_lock
     providers, locked = await _lock_providers_of(
-        session, access, writes, released_from | set(also_lock), bump=bump_now
+        session, access, writes, released_from | set(also_lock), bump=bump_now, rows=provider_rows
     )
     bump = {p.id for p in providers.values()} | released_from
     if had:
@@ -363,9 +365,11 @@ async def _lock_providers_of(
     also: set[int],
     *,
     bump: bool,
+    rows: Sequence[Any] | None = None,
 ) -> tuple[dict[str, _Provider], dict[int, int]]:
     """Lock the payload's providers and the `also` ones in ascending id order, in one
     statement that also bumps their generations when `bump` (a round trip less under lock).
+    `rows`: what that statement returned, when `_create_new_consumer` ran it already.
 
     Returns the payload's providers by UUID, and the generations of all locked ones by id.
     A payload provider the caller may not see is as unknown: 400.
@@ -373,10 +377,9 @@ async def _lock_providers_of(
     uuids = {uuid for w in writes for uuid in w.allocations}
     if not uuids and not also:
         return {}, {}
-    params = {"uuids": sorted(uuids), "ids": sorted(also)}
-    if bump:
-        params["now"] = utcnow()
-    rows = await execute_core(session, _LOCK_AND_BUMP if bump else _LOCK, params)
+    if rows is None:
+        params = _lock_params(uuids, also, bump=bump)
+        rows = await execute_core(session, _LOCK_AND_BUMP if bump else _LOCK, params)
     locked: dict[int, int] = {}
     found: dict[str, _Provider] = {}
     for id_, uuid, owner, generation in rows:
@@ -397,20 +400,60 @@ async def _lock_providers_of(
     return found, locked
 
 
+def _lock_params(uuids: set[str], also: set[int], *, bump: bool) -> dict[str, Any]:
+    params: dict[str, Any] = {"uuids": sorted(uuids), "ids": sorted(also)}
+    if bump:
+        params["now"] = utcnow()
+    return params
+
+
+@functools.cache
+def _create_and_lock(typed: bool) -> Any:
+    """PostgreSQL: create the new consumer and, only once it is created, lock and bump the
+    payload's providers (`_LOCK_AND_BUMP`), in one statement: (consumer id, *provider row).
+
+    The lock waits on the consumer's insert (it reads its result), so the lock order is the
+    one every write keeps: consumers, then providers. No consumer created, nothing locked.
+    """
+    created = consumers.create_if_new_statement("postgresql", typed).cte("created")
+    locked = (
+        update(ResourceProvider)
+        .where(ResourceProvider.id.in_(_NAMED_PROVIDERS), exists(select(created.c.id)))
+        .values(generation=ResourceProvider.generation + 1, updated_at=bindparam("now"))
+        .returning(*_PROVIDER_COLUMNS)
+        .execution_options(synchronize_session=False)
+        .cte("locked")
+    )
+    return select(created.c.id, *locked.c).select_from(created).outerjoin(locked, true())
+
+
 async def _create_new_consumer(
-    session: AsyncSession, writes: Sequence[ConsumerWrite]
-) -> dict[str, int] | None:
+    session: AsyncSession, writes: Sequence[ConsumerWrite], *, lock: bool
+) -> tuple[dict[str, int] | None, Sequence[Any] | None]:
     """The usual claim, one consumer the client says is new (1.28+, generation null): create
-    it in one statement. Its ids by UUID; None when that does not apply or did not create it
-    (it exists: then 409; or its project, user or type is new): `prepare` takes the long way.
+    it in one statement, on PostgreSQL also locking its providers when `lock`.
+
+    Its ids by UUID, and the provider lock's rows (None: not run yet). No ids when that does
+    not apply or did not create it (it exists: then 409; or its project, user or type is new):
+    then nothing is locked and `prepare` takes the long way.
     """
     if len(writes) != 1:
-        return None
+        return None, None
     w = writes[0]
     if not (w.allocations and w.check_generation and w.generation is None):
-        return None
-    id_ = await consumers.create_if_new(session, w.uuid, w.project_id, w.user_id, w.consumer_type)
-    return None if id_ is None else {w.uuid: id_}
+        return None, None
+    if not (lock and session.get_bind().dialect.name == "postgresql"):
+        id_ = await consumers.create_if_new(
+            session, w.uuid, w.project_id, w.user_id, w.consumer_type
+        )
+        return (None if id_ is None else {w.uuid: id_}), None
+    params = consumers.create_if_new_params(w.uuid, w.project_id, w.user_id, w.consumer_type)
+    params |= _lock_params(set(w.allocations), set(), bump=True)
+    rows = await execute_core(session, _create_and_lock(w.consumer_type is not None), params)
+    if not rows:
+        return None, None
+    # An unknown provider locks nothing: one row, with no provider in it.
+    return {w.uuid: rows[0][0]}, [row[1:] for row in rows if row[1] is not None]
 
 
 def _check_consumers(

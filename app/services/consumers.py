@@ -205,7 +205,7 @@ async def create(
 
 
 @functools.cache
-def _create_if_new(dialect: str, typed: bool) -> Any:
+def create_if_new_statement(dialect: str, typed: bool) -> Any:
     """INSERT a consumer whose project, user (and type) are named, not numbered: nothing when
     one of them is not recorded yet, or the consumer exists."""
     owners = select(
@@ -237,12 +237,20 @@ async def create_if_new(
 
     The usual claim (a new instance of a known project) is thus one round trip, not two.
     """
-    statement = _create_if_new(session.get_bind().dialect.name, consumer_type is not None)
+    statement = create_if_new_statement(session.get_bind().dialect.name, consumer_type is not None)
+    rows = await execute_core(
+        session, statement, create_if_new_params(uuid, project, user, consumer_type)
+    )
+    return int(rows[0][0]) if rows else None
+
+
+def create_if_new_params(
+    uuid: str, project: str, user: str, consumer_type: str | None
+) -> dict[str, Any]:
     params = {"uuid": uuid, "project": project, "user": user, "now": utcnow()}
     if consumer_type is not None:
         params["type"] = consumer_type
-    rows = await execute_core(session, statement, params)
-    return int(rows[0][0]) if rows else None
+    return params
 
 
 async def delete_if_unused(session: AsyncSession, consumer_ids: Iterable[int]) -> None:
