@@ -16,6 +16,12 @@ names, inside the caller's transaction (`Database.write`), in this order:
    trip the inventories and their usage as it was before them; check every new amount
    against them (raising rolls the insert back); delete consumers left with nothing.
 
+The usual claim, one consumer the client says is new (1.28+, generation null), skips the read
+of step 2: the consumer is inserted with its project, user and type ids found in the same
+statement, which on PostgreSQL then locks and bumps the providers (step 4) too. When the
+consumer exists, or its project, user or type is new, that statement writes and locks
+nothing, and the steps run in full.
+
 Any failure raises and the whole transaction is rolled back: no consumer, project, user or
 allocation row survives, and no generation moves.
 """
