@@ -422,14 +422,7 @@ def _create_and_lock(typed: bool) -> Any:
     one every write keeps: consumers, then providers. No consumer created, nothing locked.
     """
     created = consumers.create_if_new_statement("postgresql", typed).cte("created")
-    locked = (
-        update(ResourceProvider)
-        .where(ResourceProvider.id.in_(_NAMED_PROVIDERS), exists(select(created.c.id)))
-        .values(generation=ResourceProvider.generation + 1, updated_at=bindparam("now"))
-        .returning(*_PROVIDER_COLUMNS)
-        .execution_options(synchronize_session=False)
-        .cte("locked")
-    )
+    locked = _LOCK_AND_BUMP.where(exists(select(created.c.id))).cte("locked")
     return select(created.c.id, *locked.c).select_from(created).outerjoin(locked, true())
 
 
