@@ -59,7 +59,7 @@ class RateLimiter:
         self.strategy = MovingWindowRateLimiter(self.storage)
         # In process memory a hit costs no round trip: nothing to gain from batching.
         self._batching = not uri.startswith("async+memory")
-        self._batches: dict[tuple[str, str], list[asyncio.Future[bool]]] = {}
+        self._batches: dict[str, list[asyncio.Future[bool]]] = {}
         self._flushing: set[asyncio.Task[None]] = set()  # held: the loop keeps weak refs
 
     async def check_storage(self) -> None:
@@ -93,7 +93,7 @@ class RateLimiter:
 
     def _batched(self, item: RateLimitItem, kind: str, key: str) -> asyncio.Future[bool]:
         """This hit's answer, once the batch it joins (or opens) is counted."""
-        slot = (item.key_for(kind, key), str(item))
+        slot = item.key_for(kind, key)  # names the limit (amount and window) and the caller
         answer = asyncio.get_running_loop().create_future()
         batch = self._batches.get(slot)
         if batch is None:
@@ -105,7 +105,7 @@ class RateLimiter:
         batch.append(answer)
         return answer
 
-    async def _count(self, slot: tuple[str, str], item: RateLimitItem, kind: str, key: str) -> None:
+    async def _count(self, slot: str, item: RateLimitItem, kind: str, key: str) -> None:
         answers = self._batches.pop(slot)
         try:
             results = await self._allowed(item, kind, key, len(answers))

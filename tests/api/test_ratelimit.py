@@ -105,7 +105,9 @@ async def test_requests_arriving_together_each_get_their_own_answer(
         _assert_429(await c.get("/traits", headers=auth(user)))
 
 
-async def test_redis_is_asked_once_for_requests_arriving_together(app_factory: AppFactory) -> None:
+async def test_requests_arriving_together_take_fewer_redis_calls_than_requests(
+    app_factory: AppFactory,
+) -> None:
     user = mint(roles=["reader"], project="p", user=f"fred-{uuid.uuid4()}")
     redis = Redis.from_url(REDIS)
 
