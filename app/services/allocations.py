@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz import actions
 from app.authz.dependencies import Access
-from app.db import GenerationConflict, bump_generation, execute_core
+from app.db import GenerationConflict, bump_generation, dialect_of, execute_core
 from app.errors import (
     CONCURRENT_UPDATE,
     PROVIDER_NOT_FOUND,
@@ -441,7 +441,7 @@ async def _create_new_consumer(
     w = writes[0]
     if not (w.allocations and w.check_generation and w.generation is None):
         return None, None
-    if not (lock and session.get_bind().dialect.name == "postgresql"):
+    if not (lock and dialect_of(session) == "postgresql"):
         id_ = await consumers.create_if_new(
             session, w.uuid, w.project_id, w.user_id, w.consumer_type
         )

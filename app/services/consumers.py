@@ -31,7 +31,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import GenerationConflict, execute_core, insert_ignoring_duplicates
+from app.db import GenerationConflict, dialect_of, execute_core, insert_ignoring_duplicates
 from app.models import Allocation, Consumer, ConsumerType, Project, User
 from app.models.base import utcnow
 
@@ -237,7 +237,7 @@ async def create_if_new(
 
     The usual claim (a new instance of a known project) is thus one round trip, not two.
     """
-    statement = create_if_new_statement(session.get_bind().dialect.name, consumer_type is not None)
+    statement = create_if_new_statement(dialect_of(session), consumer_type is not None)
     rows = await execute_core(
         session, statement, create_if_new_params(uuid, project, user, consumer_type)
     )

@@ -103,3 +103,36 @@ async def test_a_connection_returned_inside_a_transaction_is_never_handed_out_ag
     row = {"name": "left-open"}
     count = await database.write(lambda s: execute_core(s, _PROJECTS_NAMED, row))
     assert count[0][0] == 0
+
+
+async def test_the_sessions_statements_and_the_hot_paths_share_one_transaction(
+    app: FastAPI, database: Database
+) -> None:
+    """On PostgreSQL a write's session takes the write's connection only once it runs a
+    statement: what it writes still commits or rolls back with the hot path's statements,
+    and the connection goes back to the pool (of one) every time."""
+    by_session, by_driver = {"name": "by-session"}, {"name": "by-driver", "created_at": utcnow()}
+
+    async def counts() -> list[int]:
+        async def count(session: AsyncSession) -> list[int]:
+            return [
+                (await execute_core(session, _PROJECTS_NAMED, row))[0][0]
+                for row in (by_session, by_driver)
+            ]
+
+        return await database.write(count)
+
+    async def both_then_fail(session: AsyncSession) -> None:
+        await session.execute(insert(Project).values(external_id="by-session", created_at=utcnow()))
+        await execute_core(session, _ADD_PROJECT, by_driver)
+        raise RuntimeError("the unit fails after both inserts")
+
+    async def both(session: AsyncSession) -> None:
+        session.add(Project(external_id="by-session", created_at=utcnow()))  # flushed at the end
+        await execute_core(session, _ADD_PROJECT, by_driver)
+
+    with pytest.raises(RuntimeError):
+        await database.write(both_then_fail)
+    assert await counts() == [0, 0]
+    await database.write(both)
+    assert await counts() == [1, 1]
