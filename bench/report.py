@@ -32,28 +32,21 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     allot, placement = at["allot"], at["placement"]
     ceiling = results["pgbench"]["tps"]
     rss = max(results["targets"]["allot"]["rss_mib_after_claims"].values())
-    five_xx = sum(
-        f["status_5xx"] + f.get("transport_errors", 0)
-        for data in results["targets"].values()
-        for key in ("claim_by_clients", "claim_by_providers")
-        for f in data[key]
-    ) + sum(
-        data[key]["status_5xx"]
-        for data in results["targets"].values()
-        for key in ("contention", "churn")
-    )
-    over = sum(
-        data["claim_check"]["over_allocated"]
-        + data["contention"]["check"]["over_allocated"]
-        + data["churn"]["check"]["over_allocated"]
-        for data in results["targets"].values()
-    )
-    mismatches = sum(
-        data["claim_check"]["usage_mismatches"]
-        + data["contention"]["check"]["usage_mismatches"]
-        + data["churn"]["check"]["usage_mismatches"]
-        for data in results["targets"].values()
-    )
+    five_xx = {
+        name: sum(
+            f["status_5xx"] + f.get("transport_errors", 0)
+            for key in ("claim_by_clients", "claim_by_providers")
+            for f in data[key]
+        )
+        + sum(data[key]["status_5xx"] for key in ("contention", "churn"))
+        for name, data in results["targets"].items()
+    }
+    checks = {
+        name: [data["claim_check"], data["contention"]["check"], data["churn"]["check"]]
+        for name, data in results["targets"].items()
+    }
+    over = {name: sum(c["over_allocated"] for c in found) for name, found in checks.items()}
+    mismatches = {name: sum(c["usage_mismatches"] for c in found) for name, found in checks.items()}
     return {
         "clients": main,
         "allot": allot,
@@ -86,6 +79,10 @@ def main_client_ratios(results: dict[str, Any]) -> list[tuple[float, float]]:
 
 def _met(ok: bool) -> str:
     return "met" if ok else "**not met**"
+
+
+def _pair(by_target: dict[str, int]) -> str:
+    return f"{by_target['allot']} / {by_target['placement']}"
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -150,10 +147,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"- pgbench ceiling: **{h['ceiling']} allocation-shaped transactions/s** at "
         f"{results['pgbench']['clients']} clients (average latency "
         f"{results['pgbench']['latency_avg_ms']} ms).",
-        f"- 5xx answers and transport errors in every scenario, both servers: "
-        f"**{h['errors_5xx']}**; over-allocated provider inventories after claim, contention "
-        f"and churn: **{h['over_allocations']}**; providers whose usage differs from the "
-        f"claims the clients were told were accepted: **{h['usage_mismatches']}**.",
+        "- In every scenario, allot / Placement: 5xx answers and transport errors "
+        f"**{_pair(h['errors_5xx'])}**; over-allocated provider inventories after claim, "
+        f"contention and churn **{_pair(h['over_allocations'])}**; providers whose usage "
+        "differs from the claims the clients were told were accepted "
+        f"**{_pair(h['usage_mismatches'])}**.",
         "- Every step of the run at the same concurrency (the sweep's, then each provider "
         "count's): claims/s ratios "
         + ", ".join(f"{r:.1f}x" for r, _ in ratios)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -94,7 +95,9 @@ async def test_contention_fills_two_small_providers_exactly(target: Target) -> N
     assert figures["check"]["usage_mismatches"] == 0
 
 
-def test_the_report_states_each_target_as_met_or_not() -> None:
+def _two_servers() -> dict[str, Any]:
+    """Figures of a side-by-side run: allot at 900 claims/s, Placement at 100."""
+
     def claims(rate: float, p99: float) -> dict[str, object]:
         return {"clients": 32, "providers": 100, "accepted_per_s": rate, "p50_ms": p99 / 2,
                 "p95_ms": p99, "p99_ms": p99, "status_409": 0, "status_5xx": 0,
@@ -123,8 +126,22 @@ def test_the_report_states_each_target_as_met_or_not() -> None:
         },
         "pgbench": {"clients": 32, "tps": 3000.0, "latency_avg_ms": 10.0, "command": "pgbench"},
     }  # fmt: skip
+    return results
+
+
+def test_the_report_states_each_target_as_met_or_not() -> None:
+    results = _two_servers()
     text = report.markdown(results)
     assert "| accepted claims/s | 900 | 100 | 9.0x | >= 8x | met |" in text
     assert "| p99 ms | 50 | 100 | 0.50 | <= 0.25 | **not met** |" in text
     assert "| share of the pgbench ceiling | 30% |" in text
     assert "claims/s ratios 9.0x, 9.0x; p99 ratios 0.50, 0.50." in text
+
+
+def test_the_report_names_the_server_that_over_allocated() -> None:
+    results = _two_servers()
+    placement = results["targets"]["placement"]
+    over = {"providers": 2, "over_allocated": 2, "usage_mismatches": 0}
+    placement["contention"] = {**placement["contention"], "check": over}
+    text = report.markdown(results)
+    assert "over-allocated provider inventories after claim, contention and churn **0 / 2**" in text
