@@ -81,6 +81,16 @@ def _met(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
+def _steal(share: float | None) -> str:
+    if share is None:
+        return ""
+    return (
+        f" CPU time the hypervisor gave to other guests during the run (steal): {share:.0%}. "
+        "A busy host has been seen here to slow Placement more than allot (each server's CPU "
+        "time per claim grows, Placement's the more): read the ratios beside this figure."
+    )
+
+
 def _pair(by_target: dict[str, int]) -> str:
     return f"{by_target['allot']} / {by_target['placement']}"
 
@@ -104,7 +114,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}, "
         f"Python {m['python']}; allot commit `{m['allot_commit']}`. Load average at start "
         f"{_load(m['load_average_at_start'])}, at end {_load(m.get('load_average_at_end'))} "
-        "(the run itself loads both cores; anything else running would slow both servers alike).",
+        "(the run itself loads both cores)." + _steal(m.get("cpu_steal_share")),
         "",
         f"## Headline: claims at {h['clients']} concurrent clients",
         "",

@@ -89,6 +89,13 @@ def rss_mib(pid: int) -> dict[str, float]:
     return out
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """(stolen, total) CPU time of this machine since boot: steal is what the hypervisor gave
+    to other guests while this one had work to run."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7], sum(fields[:8])
+
+
 def machine() -> dict[str, Any]:
     cpu = next(
         (
@@ -113,6 +120,7 @@ def machine() -> dict[str, Any]:
             "import importlib.metadata as m; print(m.version('openstack-placement'))",
         ),
         "load_average_at_start": os.getloadavg(),
+        "cpu_jiffies_at_start": cpu_jiffies(),
     }
 
 
@@ -288,6 +296,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         allot.stop()
         placement.stop()
     results["machine"]["load_average_at_end"] = os.getloadavg()
+    (stolen0, total0), (stolen1, total1) = (
+        results["machine"].pop("cpu_jiffies_at_start"),
+        cpu_jiffies(),
+    )
+    results["machine"]["cpu_steal_share"] = round((stolen1 - stolen0) / max(total1 - total0, 1), 3)
     return results
 
 

@@ -138,6 +138,12 @@ def test_the_report_states_each_target_as_met_or_not() -> None:
     assert "claims/s ratios 9.0x, 9.0x; p99 ratios 0.50, 0.50." in text
 
 
+def test_the_report_says_how_much_cpu_the_host_took_during_the_run() -> None:
+    results = _two_servers()
+    results["machine"]["cpu_steal_share"] = 0.12
+    assert "gave to other guests during the run (steal): 12%" in report.markdown(results)
+
+
 def test_the_report_names_the_server_that_over_allocated() -> None:
     results = _two_servers()
     placement = results["targets"]["placement"]
