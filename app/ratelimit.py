@@ -3,10 +3,11 @@
 Moving windows from the `limits` library, in process memory by default or in Redis
 (`ALLOT_RATE_LIMIT_STORAGE=redis://...`) so that every server process shares one count.
 
-With Redis, the hits on one limit that a process receives in the same turn of its event loop
-are counted in one call (a moving window takes n entries at once, or none): under load a
-round trip for several requests, not one each. When a batch does not fit whole, its requests
-try one by one, in arrival order, so each gets exactly the answer it would have got alone.
+With Redis, a process has at most one call in flight per limit and caller: the hits that arrive
+meanwhile wait for it and are then counted together, in one call (a moving window takes n
+entries at once, or none). Under load a round trip serves many requests; alone, a request
+waits for nothing. When a batch does not fit whole, its requests try one by one, in arrival
+order, so each gets exactly the answer it would have got alone.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ class RateLimiter:
         self.strategy = MovingWindowRateLimiter(self.storage)
         # In process memory a hit costs no round trip: nothing to gain from batching.
         self._batching = not uri.startswith("async+memory")
-        self._batches: dict[str, list[asyncio.Future[bool]]] = {}
-        self._flushing: set[asyncio.Task[None]] = set()  # held: the loop keeps weak refs
+        self._waiting: dict[str, list[asyncio.Future[bool]]] = {}  # by limit and caller
+        self._counting: dict[str, asyncio.Task[None]] = {}  # held: the loop keeps weak refs
 
     async def check_storage(self) -> None:
         """Refuse to start when the configured shared storage cannot be reached."""
@@ -92,21 +93,29 @@ class RateLimiter:
                 )
 
     def _batched(self, item: RateLimitItem, kind: str, key: str) -> asyncio.Future[bool]:
-        """This hit's answer, once the batch it joins (or opens) is counted."""
+        """This hit's answer, once the batch it joins is counted."""
         slot = item.key_for(kind, key)  # names the limit (amount and window) and the caller
         answer = asyncio.get_running_loop().create_future()
-        batch = self._batches.get(slot)
-        if batch is None:
-            # The batch closes when this task first runs: after the current loop turn.
-            self._batches[slot] = batch = []
-            task = asyncio.create_task(self._count(slot, item, kind, key))
-            self._flushing.add(task)
-            task.add_done_callback(self._flushing.discard)
-        batch.append(answer)
+        self._waiting.setdefault(slot, []).append(answer)
+        if slot not in self._counting:  # else the call in flight takes this batch next
+            self._counting[slot] = asyncio.create_task(self._count(slot, item, kind, key))
         return answer
 
     async def _count(self, slot: str, item: RateLimitItem, kind: str, key: str) -> None:
-        answers = self._batches.pop(slot)
+        """Count the slot's waiting hits, a batch per call, until none are left."""
+        try:
+            while answers := self._waiting.pop(slot, None):
+                await self._answer(answers, item, kind, key)
+        except BaseException:  # cancelled (shutting down): so are the requests still waiting
+            for answer in self._waiting.pop(slot, []):
+                answer.cancel()
+            raise
+        finally:
+            del self._counting[slot]
+
+    async def _answer(
+        self, answers: list[asyncio.Future[bool]], item: RateLimitItem, kind: str, key: str
+    ) -> None:
         try:
             results = await self._allowed(item, kind, key, len(answers))
         except Exception as exc:  # the storage failed: so does every request of the batch
@@ -114,7 +123,7 @@ class RateLimiter:
                 if not answer.done():
                     answer.set_exception(exc)
             return
-        except BaseException:  # cancelled (shutting down): so are the requests waiting
+        except BaseException:
             for answer in answers:
                 answer.cancel()
             raise

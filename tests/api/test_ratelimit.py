@@ -127,6 +127,39 @@ async def test_requests_arriving_together_take_fewer_redis_calls_than_requests(
     await redis.aclose()
 
 
+async def test_requests_arriving_while_a_count_is_in_flight_share_the_next_call(
+    app_factory: AppFactory,
+) -> None:
+    """One Redis call in flight per limit and caller: the requests that arrive meanwhile wait
+    for it, then are counted together in one call (Redis holds the first with CLIENT PAUSE)."""
+    user = mint(roles=["reader"], project="p", user=f"gail-{uuid.uuid4()}")
+    redis = Redis.from_url(REDIS)
+
+    async def scripts_run() -> int:
+        stats = await redis.info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+    async with (
+        app_factory(rate_limit_storage=REDIS, rate_limit="1000/minute") as limited,
+        _client(limited, _address()) as c,
+    ):
+        assert (await c.get("/traits", headers=auth(user))).status_code == 200  # warmed up
+        before = await scripts_run()
+        await redis.execute_command("CLIENT", "PAUSE", "1000", "WRITE")
+        try:
+            requests = [asyncio.create_task(c.get("/traits", headers=auth(user)))]
+            await asyncio.sleep(0.05)  # the first one's count is sent, and held
+            for _ in range(9):
+                requests.append(asyncio.create_task(c.get("/traits", headers=auth(user))))
+                await asyncio.sleep(0.01)
+            answers = await asyncio.gather(*requests)
+        finally:
+            await redis.execute_command("CLIENT", "UNPAUSE")
+        assert all(a.status_code == 200 for a in answers)
+        assert await scripts_run() - before == 2
+    await redis.aclose()
+
+
 async def test_off_disables_the_limit(app_factory: AppFactory) -> None:
     user = mint(roles=["reader"], project="p", user=f"dave-{uuid.uuid4()}")
     async with app_factory(rate_limit="off") as unlimited, _client(unlimited, _address()) as c:
