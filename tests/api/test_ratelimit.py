@@ -7,7 +7,9 @@ addresses, so counts left in Redis by another run never meet this one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -34,6 +36,30 @@ def _client(application: FastAPI, address: str) -> httpx.AsyncClient:
 
 def _address() -> str:
     return f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS)
+    yield client
+    await client.aclose()
+
+
+async def _counts_run(redis: Redis) -> int:
+    """How many counts Redis has run for rate limiters (EVALSHA calls, server-wide)."""
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+@contextlib.asynccontextmanager
+async def _counted_in_redis(app_factory: AppFactory, user: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app whose limits live in Redis, its counting script already loaded."""
+    async with (
+        app_factory(rate_limit_storage=REDIS, rate_limit="1000/minute") as limited,
+        _client(limited, _address()) as c,
+    ):
+        assert (await c.get("/traits", headers=auth(user))).status_code == 200
+        yield c
 
 
 def _assert_429(response: httpx.Response) -> None:
@@ -106,45 +132,24 @@ async def test_requests_arriving_together_each_get_their_own_answer(
 
 
 async def test_requests_arriving_together_take_fewer_redis_calls_than_requests(
-    app_factory: AppFactory,
+    app_factory: AppFactory, redis: Redis
 ) -> None:
     user = mint(roles=["reader"], project="p", user=f"fred-{uuid.uuid4()}")
-    redis = Redis.from_url(REDIS)
-
-    async def scripts_run() -> int:
-        stats = await redis.info("commandstats")
-        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
-
-    async with (
-        app_factory(rate_limit_storage=REDIS, rate_limit="1000/minute") as limited,
-        _client(limited, _address()) as c,
-    ):
-        assert (await c.get("/traits", headers=auth(user))).status_code == 200  # warmed up
-        before = await scripts_run()
+    async with _counted_in_redis(app_factory, user) as c:
+        before = await _counts_run(redis)
         answers = await asyncio.gather(*(c.get("/traits", headers=auth(user)) for _ in range(20)))
         assert all(a.status_code == 200 for a in answers)
-        assert await scripts_run() - before < 20
-    await redis.aclose()
+        assert await _counts_run(redis) - before < 20
 
 
 async def test_requests_arriving_while_a_count_is_in_flight_share_the_next_call(
-    app_factory: AppFactory,
+    app_factory: AppFactory, redis: Redis
 ) -> None:
     """One Redis call in flight per limit and caller: the requests that arrive meanwhile wait
     for it, then are counted together in one call (Redis holds the first with CLIENT PAUSE)."""
     user = mint(roles=["reader"], project="p", user=f"gail-{uuid.uuid4()}")
-    redis = Redis.from_url(REDIS)
-
-    async def scripts_run() -> int:
-        stats = await redis.info("commandstats")
-        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
-
-    async with (
-        app_factory(rate_limit_storage=REDIS, rate_limit="1000/minute") as limited,
-        _client(limited, _address()) as c,
-    ):
-        assert (await c.get("/traits", headers=auth(user))).status_code == 200  # warmed up
-        before = await scripts_run()
+    async with _counted_in_redis(app_factory, user) as c:
+        before = await _counts_run(redis)
         await redis.execute_command("CLIENT", "PAUSE", "1000", "WRITE")
         try:
             requests = [asyncio.create_task(c.get("/traits", headers=auth(user)))]
@@ -156,8 +161,7 @@ async def test_requests_arriving_while_a_count_is_in_flight_share_the_next_call(
         finally:
             await redis.execute_command("CLIENT", "UNPAUSE")
         assert all(a.status_code == 200 for a in answers)
-        assert await scripts_run() - before == 2
-    await redis.aclose()
+        assert await _counts_run(redis) - before == 2
 
 
 async def test_off_disables_the_limit(app_factory: AppFactory) -> None:
