@@ -219,19 +219,19 @@ class Database:
             if settings.database_read_url
             else self.engine
         )
+        self._write_bind = self.engine
+        write_session: type[Session] = Session
         if self.dialect == "postgresql":
             # A write's transaction is the driver's own (see `_transaction`): SQLAlchemy sends
             # no BEGIN or COMMIT of its own on these connections.
             self._write_bind = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-            self._writer = async_sessionmaker(
-                self._write_bind,
-                expire_on_commit=False,
-                autoflush=False,
-                sync_session_class=_WriteSession,
-            )
-        else:
-            self._write_bind = self.engine
-            self._writer = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+            write_session = _WriteSession
+        self._writer = async_sessionmaker(
+            self._write_bind,
+            expire_on_commit=False,
+            autoflush=False,
+            sync_session_class=write_session,
+        )
         read_bind = self.read_engine
         if read_bind.dialect.name == "sqlite":
             read_bind = read_bind.execution_options(sqlite_readonly=True)
