@@ -403,12 +403,22 @@ async def execute_core(session: AsyncSession, statement: Any, params: Any = None
         raise DBAPIError(sql, params, exc) from exc
 
 
-@functools.lru_cache(maxsize=64)
+# PostgreSQL's protocol binds at most 32,767 values to one statement. Up to this many rows
+# the insert rides in the query's statement; more (a large POST /allocations) go in a batch.
+ROWS_IN_ONE_STATEMENT = 100
+
+
+@functools.lru_cache(maxsize=ROWS_IN_ONE_STATEMENT)
 def _with_insert(query: Any, model: Any, columns: tuple[str, ...], rows: int) -> Any:
     """`query`, preceded by an INSERT of `rows` rows into `model`'s table as its CTE."""
     values: list[dict[str, Any]]
     values = [{c: bindparam(f"new_{i}_{c}") for c in columns} for i in range(rows)]
     return query.add_cte(insert(model).values(values).cte("new_rows"))
+
+
+@functools.cache
+def _insert_rows(model: Any, columns: tuple[str, ...]) -> Any:
+    return insert(model).inline().values({c: bindparam(c) for c in columns})
 
 
 async def insert_and_select(
@@ -421,17 +431,18 @@ async def insert_and_select(
     """Insert `rows` into `model`'s table and run `query` (via `execute_core`), which sees
     the table as it was before the insert, on every database.
 
-    On PostgreSQL in one round trip: the INSERT is the query's CTE, and a statement does not
-    see what its own CTEs change. Elsewhere (SQLite serialises its writers) the query runs
-    first, then the insert.
+    On PostgreSQL, up to `ROWS_IN_ONE_STATEMENT` rows, in one round trip: the INSERT is the
+    query's CTE, and a statement does not see what its own CTEs change. Otherwise the query
+    runs first, then the insert, in one batch (SQLite serialises its writers; on PostgreSQL
+    the caller holds the locks that keep the two consistent).
     """
     if not rows:
         return await execute_core(session, query, params)
-    if dialect_of(session) != "postgresql":
-        found = await execute_core(session, query, params)
-        await execute_core(session, insert(model), rows)
-        return found
     columns = tuple(rows[0])
+    if dialect_of(session) != "postgresql" or len(rows) > ROWS_IN_ONE_STATEMENT:
+        found = await execute_core(session, query, params)
+        await execute_core(session, _insert_rows(model, columns), rows)
+        return found
     statement = _with_insert(query, model, columns, len(rows))
     values = {f"new_{i}_{c}": row[c] for i, row in enumerate(rows) for c in columns}
     return await execute_core(session, statement, params | values)

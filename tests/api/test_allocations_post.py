@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import httpx
+import os_resource_classes
 import pytest
 from fastapi import FastAPI
 
@@ -126,6 +127,24 @@ async def test_capacity_is_checked_across_consumers(
     assert response.status_code == 409
     assert await snapshot(app) == before
     assert (await client.get(f"/resource_providers/{rp}/usages")).json()["usages"] == {"VCPU": 0}
+
+
+async def test_thousands_of_allocations_in_one_request(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """More allocation rows than PostgreSQL binds in one statement (7,140 values x 5): all
+    accepted; and the same request that does not fit by one unit leaves nothing behind."""
+    classes = sorted(os_resource_classes.STANDARDS)
+    rp = await make_provider(client, {rc: {"total": 340} for rc in classes})
+    too_many = {new_uuid(): entry({rp: {rc: 1 for rc in classes}}) for _ in range(341)}
+    before = await snapshot(app)
+    assert (await client.post("/allocations", json=too_many)).status_code == 409
+    assert await snapshot(app) == before
+
+    fits = dict(list(too_many.items())[:340])
+    assert (await client.post("/allocations", json=fits)).status_code == 204
+    usages = (await client.get(f"/resource_providers/{rp}/usages")).json()["usages"]
+    assert usages == {rc: 340 for rc in classes}
 
 
 async def test_generations(client: httpx.AsyncClient, compute: str) -> None:
