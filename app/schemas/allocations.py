@@ -32,6 +32,9 @@ MAX_CONSUMERS_PER_REQUEST = 1000
 MAX_PROVIDERS_PER_CONSUMER = 100
 MAX_CLASSES_PER_PROVIDER = 100
 MAX_MAPPING_GROUPS = 100
+# Provider entries summed over a POST's or a reshape's consumers: keeps every list a write
+# binds (providers to lock, rows to check) well inside what one statement can carry.
+MAX_ALLOCATIONS_PER_REQUEST = 10_000
 
 # Placement's own key pattern for provider and consumer UUIDs in bodies.
 UUID_KEY_PATTERN = r"^[0-9a-fA-F-]{36}$"
@@ -187,6 +190,9 @@ class _ByConsumer(RootModel[Any]):
     @field_validator("root", mode="after")
     @classmethod
     def _canonical(cls, value: dict[str, Any]) -> dict[str, Any]:
+        entries = sum(len(consumer.allocations) for consumer in value.values())
+        if entries > MAX_ALLOCATIONS_PER_REQUEST:
+            raise ValueError(f"{entries} provider entries, more than {MAX_ALLOCATIONS_PER_REQUEST}")
         return _canonical_keys(value)
 
 

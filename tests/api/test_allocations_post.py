@@ -22,6 +22,7 @@ from tests.allocation_helpers import (
     snapshot,
     v,
 )
+from tests.conftest import AppFactory, auth, make_client
 
 
 @pytest.fixture
@@ -243,6 +244,31 @@ async def test_bounded_number_of_consumers(client: httpx.AsyncClient, compute: s
     document = {new_uuid(): entry({compute: {"VCPU": 1}}) for _ in range(1001)}
     response = await client.post("/allocations", json=document)
     assert response.status_code == 400
+
+
+async def test_bounded_number_of_provider_entries_in_all(
+    app_factory: AppFactory, tokens: dict[str, str], app: FastAPI
+) -> None:
+    """10,000 provider entries summed over the consumers at most, whatever the body limit: a
+    request past that is 400; one at it reaches the database and is answered as any other."""
+    headers = {**auth(tokens["admin"]), "openstack-api-version": "placement latest"}
+
+    def document(consumers: int) -> dict[str, Any]:
+        providers = {new_uuid(): {"VCPU": 1} for _ in range(100)}
+        return {new_uuid(): entry(providers) for _ in range(consumers)}
+
+    before = await snapshot(app)
+    async with (
+        app_factory(max_body_bytes=16 * 1_048_576) as roomy,
+        make_client(roomy, headers) as c,
+    ):
+        too_many = await c.post("/allocations", json=document(101))
+        assert too_many.status_code == 400
+        assert too_many.json()["errors"][0]["code"] == "allot.validation"
+        at_the_bound = await c.post("/allocations", json=document(100))
+        assert at_the_bound.status_code == 400
+        assert at_the_bound.json()["errors"][0]["code"] == "placement.resource_provider.not_found"
+    assert await snapshot(app) == before
 
 
 async def test_unknown_provider_and_class(
