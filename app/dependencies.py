@@ -1,14 +1,17 @@
-"""Shared FastAPI dependencies: the database session and the settings."""
+"""Shared FastAPI dependencies: the database session, the settings, the microversion, and
+the path parameter types the routers share."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.authz.dependencies import current_subject
 from app.db import Database
+from app.microversion import MIN, Microversion, require
 from app.settings import Settings
 
 
@@ -33,3 +36,29 @@ async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[AsyncSession, Depends(read_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+# A resource class or trait name in a path: bounded like the column that stores it.
+PathName = Annotated[str, Path(max_length=255)]
+
+
+async def version_dependency(request: Request) -> Microversion:
+    # Negotiated by app.middleware. async: FastAPI would run a plain function in a worker
+    # thread, once per request.
+    version: Microversion = getattr(request.state, "microversion", MIN)
+    return version
+
+
+Version = Annotated[Microversion, Depends(version_dependency)]
+
+
+def since(minor: int) -> Any:
+    """A route dependency: the route exists from 1.<minor>; before that it is a 404.
+
+    It authenticates first, so an anonymous caller always meets 401, whatever the version.
+    """
+
+    async def dependency(request: Request, _subject: Any = Depends(current_subject)) -> None:
+        require(await version_dependency(request), minor)
+
+    return Depends(dependency)

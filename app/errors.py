@@ -1,23 +1,20 @@
-"""Error codes, the Placement error envelope, and the exception handlers.
+"""Error codes, the Placement error envelope, and which failures mean "the database is away".
 
 Every error body is generic: `detail` is a fixed sentence chosen by `code`.
 What actually went wrong is logged (with the same request id), never returned.
+The handlers that answer with these bodies are in app.error_handlers (this module is used by
+services, which never import the web framework).
 """
 
 from __future__ import annotations
 
 import html
 import json
-import socket
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import sqlalchemy.exc
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 # Placement's own codes.
 CONCURRENT_UPDATE = "placement.concurrent_update"
@@ -169,126 +166,51 @@ def render(
     return body, "application/json"
 
 
-def request_id_of(request: Request) -> str:
-    return getattr(request.state, "request_id", "") or ""
-
-
-def error_response(
-    request: Request,
-    status: int,
-    code: str,
-    *,
-    log_detail: str = "",
-    pointer: str | None = None,
-    headers: dict[str, str] | None = None,
-    extra: dict[str, str] | None = None,
-) -> Response:
-    # The request's one access log line (app.middleware) carries the code and the detail.
-    request.state.error_code = code
-    request.state.error_detail = log_detail
-    body, media_type = render(
-        status, code, request_id_of(request), request.headers.get("accept"), pointer, extra
-    )
-    return Response(body, status_code=status, headers=headers, media_type=media_type)
-
-
-def _pointer(loc: tuple[Any, ...]) -> str | None:
-    # Only the location inside the body or query: "where, never what".
-    if not loc or loc[0] not in ("body", "query"):
-        return None
-    parts = [str(p) for p in loc[1:]]
-    return "/" + "/".join(parts) if parts else None
-
-
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return error_response(
-        request,
-        exc.status,
-        exc.code,
-        log_detail=exc.log_detail,
-        pointer=exc.pointer,
-        headers=exc.headers,
-        extra=exc.extra,
-    )
-
-
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    pointer = _pointer(tuple(errors[0].get("loc", ()))) if errors else None
-    summary = "; ".join(
-        f"{'/'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors[:5]
-    )
-    return error_response(request, 400, VALIDATION, log_detail=summary, pointer=pointer)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    headers = dict(exc.headers or {})
-    if exc.status_code == 405:
-        headers["Allow"] = allowed_methods(request)
-    return error_response(
-        request, exc.status_code, UNDEFINED, log_detail=str(exc.detail), headers=headers
-    )
-
-
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
-
-
-def allowed_methods(request: Request) -> str:
-    """Every method the request's path answers to.
-
-    Starlette names only the methods of the first route that matched the path, and FastAPI
-    declares one route per method, so `Allow` would miss the others (POST beside GET). Ask the
-    router, method by method (only on a 405, so the cost does not matter).
-    """
-    allowed = []
-    for method in _METHODS:
-        scope = {**request.scope, "method": method}
-        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
-            allowed.append(method)
-    return ", ".join(allowed)
-
-
 # How long a client is asked to wait when the database cannot be reached.
 UNAVAILABLE_RETRY_AFTER = "5"
 
-# What the drivers raise when the database is down, unreachable or its pool exhausted.
-_UNREACHABLE: tuple[type[Exception], ...] = (
-    ConnectionError,
-    TimeoutError,
-    socket.gaierror,
-    sqlalchemy.exc.TimeoutError,
-    sqlalchemy.exc.DBAPIError,
-)
+# SQLSTATEs of a database that cannot serve us now: every connection exception (class 08),
+# too many connections, an administrator's or a crash's shutdown, a server still starting,
+# a session closed for idleness, and a standby reached where a primary was (a failover).
+_OUTAGE_SQLSTATE_CLASSES = ("08",)
+_OUTAGE_SQLSTATES = frozenset({"53300", "57P01", "57P02", "57P03", "57P05", "25006"})
+# What asyncpg says when a statement is tried on a connection that is gone.
+_CLOSED_CONNECTION = ("connection is closed", "connection was closed")
+
+
+def _is_outage(exc: BaseException) -> bool:
+    if isinstance(exc, OSError | sqlalchemy.exc.TimeoutError | sqlalchemy.exc.DisconnectionError):
+        return True  # refused, reset, unreachable, DNS, a pool or write-slot timeout
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        if isinstance(exc, sqlalchemy.exc.OperationalError):
+            return True  # SQLite's file unreachable or locked past its timeout
+    sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    if isinstance(sqlstate, str) and (
+        sqlstate in _OUTAGE_SQLSTATES or sqlstate.startswith(_OUTAGE_SQLSTATE_CLASSES)
+    ):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError | sqlalchemy.exc.InterfaceError):
+        return any(words in str(exc) for words in _CLOSED_CONNECTION)
+    return False
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, sqlalchemy.exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
-            exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError
-        )
-    return isinstance(exc, _UNREACHABLE)
+    """Whether `exc`, raised by whichever path reached the database (the ORM session, or the
+    driver itself), means the database could not be reached or kept: a 503, not a 500.
 
-
-async def _unavailable(request: Request, exc: Exception) -> Response:
-    # The session's context manager has already rolled the transaction back.
-    if not is_database_unavailable(exc):
-        raise exc  # any other database error is a 500 (app.middleware)
-    return error_response(
-        request,
-        503,
-        UNAVAILABLE,
-        log_detail=f"database unavailable: {type(exc).__name__}: {str(exc)[:300]}",
-        headers={"Retry-After": UNAVAILABLE_RETRY_AFTER},
-    )
-
-
-def install_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    for kind in _UNREACHABLE:
-        app.add_exception_handler(kind, _unavailable)
-    # Anything else is answered by app.middleware as a generic 500, with headers and a log line.
+    The driver's own exception may be the one raised, or wrapped by SQLAlchemy (`orig`),
+    or the cause of another (`raise ... from`): all of them are looked at.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if _is_outage(current):
+            return True
+        pending += [getattr(current, "orig", None), current.__cause__]
+    return False

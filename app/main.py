@@ -15,7 +15,7 @@ from app import docs, openapi
 from app.authz.policy import Policy
 from app.authz.tokens import Authenticator
 from app.db import Database
-from app.errors import install_handlers
+from app.error_handlers import install_handlers
 from app.middleware import CorsMiddleware, RequestContextMiddleware
 from app.migrations_runner import upgrade
 from app.observability import configure_logging

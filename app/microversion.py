@@ -1,12 +1,12 @@
-"""OpenStack-API-Version negotiation (`OpenStack-API-Version: placement 1.39`)."""
+"""OpenStack-API-Version negotiation (`OpenStack-API-Version: placement 1.39`).
+
+The request dependencies that hand a route its version are in app.dependencies.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any
-
-from fastapi import Depends, Request
 
 from app.errors import UNDEFINED, ApiError
 
@@ -73,33 +73,7 @@ def response_header(version: Microversion) -> str:
     return f"{SERVICE_TYPE} {version}"
 
 
-def get_version(request: Request) -> Microversion:
-    version: Microversion = getattr(request.state, "microversion", MIN)
-    return version
-
-
-async def version_dependency(request: Request) -> Microversion:
-    # async: FastAPI would run a plain function in a worker thread, once per request.
-    return get_version(request)
-
-
-Version = Annotated[Microversion, Depends(version_dependency)]
-
-
 def require(version: Microversion, minor: int) -> None:
     """A route or feature that exists from 1.<minor> on is a 404 before it, as in Placement."""
     if not version.at_least(minor):
         raise ApiError(404, log_detail=f"needs microversion 1.{minor}, got {version}")
-
-
-def since(minor: int) -> Any:
-    """A route dependency: the route exists from 1.<minor>; before that it is a 404.
-
-    It authenticates first, so an anonymous caller always meets 401, whatever the version.
-    """
-    from app.authz.dependencies import current_subject
-
-    async def dependency(request: Request, _subject: Any = Depends(current_subject)) -> None:
-        require(get_version(request), minor)
-
-    return Depends(dependency)

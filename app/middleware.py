@@ -1,8 +1,9 @@
 """The request context, as one pure ASGI middleware (cheaper than a stack of BaseHTTPMiddleware).
 
 For every request: a request id, microversion negotiation, the body size limit, response
-headers (microversion, request id, security), one JSON log line, metrics, and a generic
-500 for anything unexpected, with the full story in the log.
+headers (microversion, request id, security), one JSON log line, metrics, 503 for a database
+outage whichever path the statement took, and a generic 500 for anything unexpected, with the
+full story in the log.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import microversion
-from app.errors import BODY_TOO_LARGE, INTERNAL, UNDEFINED, ApiError, render
+from app.errors import (
+    BODY_TOO_LARGE,
+    INTERNAL,
+    UNAVAILABLE,
+    UNAVAILABLE_RETRY_AFTER,
+    UNDEFINED,
+    ApiError,
+    is_database_unavailable,
+    render,
+)
 from app.observability import LATENCY, REQUESTS, request_id_var, subject_var
 
 log = logging.getLogger("allot.access")
@@ -72,11 +82,19 @@ class RequestContextMiddleware:
         except BodyTooLarge:
             await _send_error(send_wrapper, 413, BODY_TOO_LARGE, request_id, {}, headers)
             state["error_code"] = BODY_TOO_LARGE
-        except Exception:
-            log.exception("unhandled error", extra={"error_code": INTERNAL})
-            state["error_code"] = INTERNAL
-            if not status_holder["started"]:
-                await _send_error(send_wrapper, 500, INTERNAL, request_id, {}, headers)
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                # Rolled back already (the write's or the read's context manager).
+                state["error_code"] = UNAVAILABLE
+                state["error_detail"] = f"database unavailable: {type(exc).__name__}: {exc}"[:400]
+                if not status_holder["started"]:
+                    retry = {"Retry-After": UNAVAILABLE_RETRY_AFTER}
+                    await _send_error(send_wrapper, 503, UNAVAILABLE, request_id, retry, headers)
+            else:
+                log.exception("unhandled error", extra={"error_code": INTERNAL})
+                state["error_code"] = INTERNAL
+                if not status_holder["started"]:
+                    await _send_error(send_wrapper, 500, INTERNAL, request_id, {}, headers)
         finally:
             self._record(scope, state, int(status_holder["status"]), started)
 

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response
 
 from app.authz.dependencies import ProvidersRead, ProvidersWrite
-from app.dependencies import DatabaseDep, SessionDep
+from app.dependencies import DatabaseDep, SessionDep, Version, since
 from app.errors import bad_request
 from app.httpcache import set_last_modified
-from app.microversion import Microversion, Version, since
+from app.microversion import Microversion
 from app.openapi import json_body_doc
 from app.routers.resource_providers import provider_body
 from app.schemas.aggregates import AggregatesUpdate, AggregatesUpdate10, ProviderAggregates

@@ -11,9 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from app.authz.dependencies import CandidatesRead
-from app.dependencies import SessionDep, SettingsDep
+from app.dependencies import SessionDep, SettingsDep, Version, since
 from app.httpcache import set_last_modified
-from app.microversion import Microversion, Version, since
+from app.microversion import Microversion
 from app.query import (
     AGGREGATES_MAX_LENGTH,
     RESOURCES_MAX_LENGTH,

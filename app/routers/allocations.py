@@ -15,10 +15,10 @@ from pydantic import BaseModel
 
 from app.authz import actions
 from app.authz.dependencies import AllocationsRead, AllocationsWrite, ProviderAllocationsRead
-from app.dependencies import DatabaseDep, SessionDep
+from app.dependencies import DatabaseDep, SessionDep, Version, since
 from app.errors import bad_request, not_found
-from app.httpcache import latest, set_last_modified
-from app.microversion import Microversion, Version, since
+from app.httpcache import set_last_modified
+from app.microversion import Microversion
 from app.openapi import json_body_doc
 from app.requests import json_body, validate
 from app.schemas import allocations as schemas
@@ -35,6 +35,7 @@ from app.services import allocations as service
 from app.services import providers
 from app.services.allocations import ConsumerWrite, Held
 from app.services.consumers import UNKNOWN_TYPE
+from app.timeutil import latest
 
 router = APIRouter(tags=["allocations"])
 

@@ -8,14 +8,12 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.authz.dependencies import ProvidersRead, ProvidersWrite
-from app.dependencies import DatabaseDep, SessionDep
+from app.dependencies import DatabaseDep, PathName, SessionDep, Version
 from app.errors import ApiError, not_found
 from app.httpcache import set_last_modified
-from app.microversion import Version
 from app.openapi import json_body_doc
 from app.requests import location_url
 from app.routers.resource_providers import provider_body
-from app.schemas.common import PathName
 from app.schemas.inventories import (
     InventoriesReplace,
     InventoryCreate,

@@ -7,9 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response
 
 from app.authz.dependencies import ProvidersRead, ProvidersWrite
-from app.dependencies import DatabaseDep, SessionDep
+from app.dependencies import DatabaseDep, SessionDep, Version, since
 from app.httpcache import set_last_modified
-from app.microversion import Version, since
 from app.openapi import json_body_doc
 from app.requests import json_body, validate
 from app.schemas.provider_traits import ProviderTraits, ProviderTraitsUpdate

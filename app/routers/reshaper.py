@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from app.authz.dependencies import Reshape
-from app.dependencies import DatabaseDep
-from app.microversion import Microversion, Version, since
+from app.dependencies import DatabaseDep, Version, since
+from app.microversion import Microversion
 from app.openapi import json_body_doc
 from app.requests import json_body, validate
 from app.routers.allocations import CONSUMER_TYPE_SINCE, MAPPINGS_SINCE, consumer_writes

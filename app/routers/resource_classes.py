@@ -7,13 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from app.authz.dependencies import ResourceClassesRead, ResourceClassesWrite
-from app.dependencies import DatabaseDep, SessionDep
+from app.dependencies import DatabaseDep, SessionDep, Version, since
+from app.dependencies import PathName as ClassName
 from app.httpcache import set_last_modified
-from app.microversion import Version, since
 from app.models import ResourceClass
 from app.openapi import json_body_doc
 from app.requests import href, json_body, location_url, validate
-from app.schemas.common import PathName as ClassName
 from app.schemas.resource_classes import (
     ResourceClassCreate,
     ResourceClassList,

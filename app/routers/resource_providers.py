@@ -10,11 +10,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.authz.dependencies import Access, ProvidersCreate, ProvidersRead, ProvidersWrite
-from app.dependencies import DatabaseDep, SessionDep
+from app.authz.access import Access
+from app.authz.dependencies import ProvidersCreate, ProvidersRead, ProvidersWrite
+from app.dependencies import DatabaseDep, SessionDep, Version
 from app.errors import QUERY_BAD_VALUE, UNDEFINED, ApiError, bad_request
 from app.httpcache import set_last_modified
-from app.microversion import Microversion, Version
+from app.microversion import Microversion
 from app.openapi import json_body_doc
 from app.query import AGGREGATES_MAX_LENGTH, RESOURCES_MAX_LENGTH, TRAITS_MAX_LENGTH
 from app.query import Query as QueryString

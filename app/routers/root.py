@@ -7,10 +7,9 @@ from sqlalchemy import text
 
 from app import microversion
 from app.authz.dependencies import MetricsRead
-from app.dependencies import DatabaseDep
+from app.dependencies import DatabaseDep, Version
 from app.errors import UNAVAILABLE, ApiError
 from app.httpcache import set_last_modified
-from app.microversion import Version
 from app.migrations_runner import at_head
 from app.observability import metrics_payload
 from app.timeutil import process_started

@@ -8,13 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from app.authz.dependencies import TraitsRead, TraitsWrite
-from app.dependencies import DatabaseDep, SessionDep
+from app.dependencies import DatabaseDep, PathName, SessionDep, Version, since
 from app.errors import QUERY_BAD_VALUE, bad_request
 from app.httpcache import set_last_modified
-from app.microversion import Version, since
 from app.query import Query as QueryString
 from app.requests import location_url
-from app.schemas.common import CUSTOM_NAME_PATTERN, PathName
+from app.schemas.common import CUSTOM_NAME_PATTERN
 from app.schemas.traits import TraitList
 from app.services import traits as service
 

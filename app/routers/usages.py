@@ -13,9 +13,8 @@ from pydantic import BaseModel
 
 from app.authz import actions
 from app.authz.dependencies import UsagesRead
-from app.dependencies import SessionDep
+from app.dependencies import SessionDep, Version, since
 from app.httpcache import set_last_modified
-from app.microversion import Version, since
 from app.models.base import EXTERNAL_ID_LEN
 from app.query import Query as QueryString
 from app.services import usages as service

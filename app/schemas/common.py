@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.models.base import MAX_INT
@@ -18,8 +17,6 @@ class Strict(BaseModel):
 
 CUSTOM_NAME_PATTERN = r"^CUSTOM_[A-Z0-9_]+$"
 CustomName = Annotated[str, StringConstraints(pattern=CUSTOM_NAME_PATTERN, max_length=255)]
-# A resource class or trait name in a path: bounded like the column that stores it.
-PathName = Annotated[str, Path(max_length=255)]
 NonNegativeInt32 = Annotated[int, Field(ge=0, le=MAX_INT)]
 PositiveInt32 = Annotated[int, Field(ge=1, le=MAX_INT)]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.authz.dependencies import Access
+from app.authz.access import Access
 from app.db import bump_generation, insert_ignoring_duplicates
 from app.errors import CONCURRENT_UPDATE, ApiError
 from app.models import Aggregate, ProviderAggregate, ResourceProvider

@@ -39,7 +39,7 @@ from sqlalchemy import Select, bindparam, delete, exists, or_, select, true, upd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz import actions
-from app.authz.dependencies import Access
+from app.authz.access import Access
 from app.db import GenerationConflict, bump_generation, dialect_of, execute_core
 from app.errors import (
     CONCURRENT_UPDATE,

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.authz.dependencies import Access
+from app.authz.access import Access
 from app.db import GenerationConflict, bump_generation
 from app.errors import (
     CONCURRENT_UPDATE,
@@ -25,12 +25,12 @@ from app.errors import (
     conflict,
     not_found,
 )
-from app.httpcache import latest
 from app.microversion import Microversion
 from app.models import Inventory, ResourceClass, ResourceProvider
 from app.schemas.inventories import InventoryFields
 from app.services import providers
 from app.services.capacity import InventoryLimits, capacity, usage_by_provider_class
+from app.timeutil import latest
 
 # From 1.26 an inventory may reserve all of its total (capacity zero).
 RESERVED_EQUAL_TOTAL_SINCE = 26

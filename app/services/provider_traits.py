@@ -10,12 +10,12 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.authz.dependencies import Access
+from app.authz.access import Access
 from app.db import bump_generation
 from app.errors import CONCURRENT_UPDATE, ApiError, bad_request
-from app.httpcache import latest
 from app.models import ProviderTrait, ResourceProvider, Trait
 from app.services import providers
+from app.timeutil import latest
 
 
 async def _current(session: AsyncSession, provider_id: int) -> dict[str, tuple[int, datetime]]:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.authz import actions
-from app.authz.dependencies import Access
+from app.authz.access import Access
 from app.authz.policy import Scope
 from app.db import GenerationConflict
 from app.errors import (
@@ -30,7 +30,6 @@ from app.errors import (
     conflict,
     not_found,
 )
-from app.httpcache import latest
 from app.models import (
     Aggregate,
     Allocation,
@@ -44,6 +43,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.services.capacity import limits_and_usage
 from app.services.request_groups import AggregateQuery, TraitQuery
+from app.timeutil import latest
 
 _Parent = aliased(ResourceProvider, name="parent_rp")
 _Root = aliased(ResourceProvider, name="root_rp")

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz import actions
-from app.authz.dependencies import Access
+from app.authz.access import Access
 from app.db import bump_generation
 from app.errors import PROVIDER_NOT_FOUND, bad_request
 from app.microversion import Microversion

@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import GenerationConflict
 from app.errors import DUPLICATE_NAME, bad_request, conflict, not_found
-from app.httpcache import latest
 from app.models import FIRST_CUSTOM_ID, Allocation, Inventory, ResourceClass
 from app.services.standard import is_custom
+from app.timeutil import latest
 
 
 async def list_all(session: AsyncSession) -> list[ResourceClass]:

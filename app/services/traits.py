@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import GenerationConflict
 from app.errors import bad_request, conflict, not_found
-from app.httpcache import latest
 from app.models import ProviderTrait, Trait
 from app.services.standard import is_custom
+from app.timeutil import latest
 
 
 async def list_names(

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz import actions
-from app.authz.dependencies import Access
+from app.authz.access import Access
 from app.errors import bad_request
 from app.microversion import Microversion
 from app.models import ResourceProvider
