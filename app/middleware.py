@@ -1,9 +1,9 @@
 """The request context, as one pure ASGI middleware (cheaper than a stack of BaseHTTPMiddleware).
 
-For every request: a request id, microversion negotiation, the body size limit, response
-headers (microversion, request id, security), one JSON log line, metrics, 503 for a database
-outage whichever path the statement took, and a generic 500 for anything unexpected, with the
-full story in the log.
+For every request: a request id, the text rule on its path, query and headers (app.text),
+microversion negotiation, the body size limit, response headers (microversion, request id,
+security), one JSON log line, metrics, 503 for a database outage whichever path the statement
+took, and a generic 500 for anything unexpected, with the full story in the log.
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ from typing import Any
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import microversion
+from app import microversion, text
 from app.errors import (
     BODY_TOO_LARGE,
     INTERNAL,
+    QUERY_BAD_VALUE,
     UNAVAILABLE,
     UNAVAILABLE_RETRY_AFTER,
     UNDEFINED,
+    VALIDATION,
     ApiError,
     is_database_unavailable,
     render,
@@ -70,6 +72,7 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            _check_text(scope)
             version = microversion.negotiate(headers.get("openstack-api-version"))
             state["microversion"] = version
             _check_content_length(headers, self.max_body_bytes)
@@ -137,6 +140,33 @@ def _wants_no_store(scope: Scope, status: int) -> bool:
     # Placement's successful responses carry no cache headers (reads from 1.15 set their own);
     # its clients' tests forbid any there. Error bodies are never to be cached.
     return status >= 400
+
+
+# The request headers allot reads; each must hold header text only (app.text).
+_READ_HEADERS = frozenset(
+    {
+        b"openstack-api-version",
+        b"content-type",
+        b"accept",
+        b"authorization",
+        b"x-auth-token",
+        b"content-length",
+    }
+)
+
+
+def _check_text(scope: Scope) -> None:
+    """The one rule for text, on what arrives before the body: 400, nothing else read."""
+    # Some servers' raw_path carries the query string too: the path is what precedes it.
+    raw_path = (scope.get("raw_path") or scope["path"].encode()).split(b"?", 1)[0]
+    if text.percent_decoded(raw_path) is None:
+        raise ApiError(400, VALIDATION, log_detail="path is not storable UTF-8")
+    query = scope.get("query_string", b"")
+    if query and text.percent_decoded(query) is None:
+        raise ApiError(400, QUERY_BAD_VALUE, log_detail="query is not storable UTF-8")
+    for name, value in scope["headers"]:
+        if name in _READ_HEADERS and not text.header_is_acceptable(value):
+            raise ApiError(400, VALIDATION, log_detail=f"header {name.decode()} is not text")
 
 
 def _check_content_length(headers: Headers, limit: int) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -11,6 +10,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
+from app import json_documents
 from app.errors import UNDEFINED, VALIDATION, ApiError, bad_request
 
 M = TypeVar("M", bound=BaseModel)
@@ -44,19 +44,17 @@ async def accepts_json(request: Request) -> None:
         raise ApiError(406, UNDEFINED, log_detail=f"accept {accept[:100]!r}")
 
 
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document = dict(pairs)
-    if len(document) != len(pairs):
-        raise ValueError("an object names the same key twice")
-    return document
+def _charset(content_type: str) -> str | None:
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
 
 
-async def json_body(request: Request, *, unique_keys: bool = False) -> Any:
-    """The request's JSON document: 415 for another media type, 400 when it does not parse.
-
-    `unique_keys`: an object that names one key twice is malformed (JSON parsers otherwise
-    keep the last one silently), e.g. one consumer twice in POST /allocations.
-    """
+async def json_body(request: Request) -> Any:
+    """The request's JSON document: 415 for another media type, 400 when it does not parse
+    or breaks a rule of app.json_documents (depth, numbers, duplicate keys, text)."""
     content_type = request.headers.get("content-type")
     body = await request.body()
     if content_type is None:
@@ -65,9 +63,13 @@ async def json_body(request: Request, *, unique_keys: bool = False) -> Any:
         raise ApiError(415, log_detail="no content-type")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise ApiError(415, log_detail=f"media type {content_type[:100]!r}")
+    if _charset(content_type) not in (None, "utf-8"):
+        raise bad_request(f"charset in {content_type[:100]!r}")  # JSON is UTF-8 (RFC 8259)
     try:
-        return json.loads(body, object_pairs_hook=_unique_pairs if unique_keys else None)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return json_documents.parse(body)
+    except json_documents.UnstorableText as exc:
+        raise bad_request(str(exc), VALIDATION) from None
+    except json_documents.MalformedDocument as exc:
         raise bad_request(f"malformed JSON: {exc}") from None
 
 

@@ -194,7 +194,7 @@ async def manage_allocations(
 
     A consumer whose `allocations` is empty releases everything it holds.
     """
-    body = validate(_post_model(version), await json_body(request, unique_keys=True))
+    body = validate(_post_model(version), await json_body(request))
     writes = consumer_writes(body.root, version)  # type: ignore[attr-defined]
     await database.write(lambda s: service.write(s, access, writes))
     return Response(status_code=204)

@@ -39,7 +39,7 @@ async def reshape(
     request: Request, version: Version, database: DatabaseDep, access: Reshape
 ) -> Response:
     """Replace the named providers' inventories and the named consumers' allocations together."""
-    body = validate(_model(version), await json_body(request, unique_keys=True))
+    body = validate(_model(version), await json_body(request))
     changes = [
         InventoryChange(uuid, inventory.resource_provider_generation, inventory.inventories)
         for uuid, inventory in body.inventories.items()  # type: ignore[attr-defined]
