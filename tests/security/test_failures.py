@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from app.models import ResourceClass
 from app.services import resource_classes
 from tests.conftest import LOG_LINES, PG_URL, make_client
 from tests.conftest import test_settings as settings_for
+from tests.pg_proxy import PgProxy
 
 
 async def test_a_failing_service_call_is_a_generic_500_and_rolls_back(
@@ -45,42 +45,11 @@ async def test_a_failing_service_call_is_a_generic_500_and_rolls_back(
     assert any("RuntimeError" in line for line in story)
 
 
-class _Proxy:
-    """A TCP proxy in front of PostgreSQL that can be cut, as a network failure would."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.server: asyncio.Server | None = None
-        self.writers: list[asyncio.StreamWriter] = []
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self.writers += [writer, up_writer]
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    async def start(self, port: int) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", port)
-
-    async def cut(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in self.writers:
-            writer.close()
-        await self.server.wait_closed()
-
-
 @contextlib.asynccontextmanager
 async def _app_behind_proxy(port: int) -> AsyncIterator[Any]:
     assert PG_URL
     parts = urlsplit(PG_URL)
-    proxy = _Proxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    proxy = PgProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
     await proxy.start(port)
     url = PG_URL.replace(parts.netloc, f"{parts.username}@127.0.0.1:{port}")
     try:
@@ -89,7 +58,7 @@ async def _app_behind_proxy(port: int) -> AsyncIterator[Any]:
             yield application, proxy
     finally:
         with contextlib.suppress(Exception):
-            await proxy.cut()
+            await proxy.cut_all()
 
 
 @pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL (ALLOT_TEST_DATABASE_URL; CI sets it)")
@@ -104,7 +73,7 @@ async def test_database_unreachable_is_503_with_retry_after(tokens: dict[str, st
     ):
         assert (await c.get("/resource_classes")).status_code == 200
         assert (await c.get("/readyz")).status_code == 200
-        await proxy.cut()
+        await proxy.cut_all()
         for method, path, body in (
             ("GET", "/resource_classes", None),
             ("POST", "/resource_classes", {"name": "CUSTOM_NEVER"}),
