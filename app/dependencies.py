@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.authz.dependencies import current_subject
 from app.db import Database
 from app.microversion import MIN, Microversion, require
+from app.schemas.common import CUSTOM_NAME_PATTERN
 from app.settings import Settings
 
 
@@ -40,6 +41,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 # A resource class or trait name in a path: bounded like the column that stores it.
 PathName = Annotated[str, Path(max_length=255)]
+# One a client creates: only custom names are theirs to make (the document says so, too).
+CustomPathName = Annotated[str, Path(max_length=255, pattern=CUSTOM_NAME_PATTERN)]
 
 
 async def version_dependency(request: Request) -> Microversion:

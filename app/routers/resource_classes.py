@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from app.authz.dependencies import ResourceClassesRead, ResourceClassesWrite
-from app.dependencies import DatabaseDep, SessionDep, Version, since
+from app.dependencies import CustomPathName, DatabaseDep, SessionDep, Version, since
 from app.dependencies import PathName as ClassName
 from app.httpcache import set_last_modified
 from app.models import ResourceClass
@@ -89,7 +89,7 @@ async def show_resource_class(
 )
 async def update_resource_class(
     request: Request,
-    name: ClassName,
+    name: CustomPathName,
     version: Version,
     database: DatabaseDep,
     _: ResourceClassesWrite,

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
 from app.authz.dependencies import TraitsRead, TraitsWrite
-from app.dependencies import DatabaseDep, PathName, SessionDep, Version, since
+from app.dependencies import CustomPathName, DatabaseDep, PathName, SessionDep, Version, since
 from app.errors import QUERY_BAD_VALUE, bad_request
 from app.httpcache import set_last_modified
 from app.query import Query as QueryString
 from app.requests import location_url
-from app.schemas.common import CUSTOM_NAME_PATTERN
 from app.schemas.traits import TraitList
 from app.services import traits as service
 
 router = APIRouter(prefix="/traits", tags=["traits"], dependencies=[since(6)])
 
-_CUSTOM = re.compile(CUSTOM_NAME_PATTERN)
 MAX_NAMES = 1000
 
 
@@ -81,13 +78,11 @@ async def show_trait(
 )
 async def create_trait(
     request: Request,
-    name: PathName,
+    name: CustomPathName,
     version: Version,
     database: DatabaseDep,
     _: TraitsWrite,
 ) -> Response:
-    if not _CUSTOM.match(name):
-        raise bad_request(f"invalid custom trait name {name[:64]!r}")
     trait, created = await database.write(lambda s: service.ensure(s, name))
     # Created or already there, the answer says where the trait is (and, from 1.15, since when).
     out = Response(
