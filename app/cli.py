@@ -71,6 +71,7 @@ async def _check_database(settings: Settings) -> None:
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from app import http_limits
     from app.db import Database
     from app.migrations_runner import upgrade
 
@@ -94,6 +95,7 @@ def _serve(args: argparse.Namespace) -> None:
     uvicorn.run(
         "app.main:create_app",
         factory=True,
+        http=http_limits.PROTOCOL,  # bounds on the request line and headers
         host=args.host,
         port=args.port,
         workers=args.workers,

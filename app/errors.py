@@ -63,7 +63,9 @@ _STATUS_DETAILS: dict[int, str] = {
     405: "The method is not allowed for this resource.",
     406: "The requested microversion or media type is not available.",
     409: "The request conflicts with the current state of the resource.",
+    414: "The request line is too long.",
     415: "The request body must be JSON (application/json).",
+    431: "The request headers are too large.",
 }
 
 
