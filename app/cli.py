@@ -23,11 +23,19 @@ def _settings() -> Settings:
         raise ConfigurationError(f"ALLOT_{name}: {message}" if name else message) from None
 
 
-def _metrics_dir_for_workers(workers: int) -> None:
-    """Several workers share one /metrics through files in PROMETHEUS_MULTIPROC_DIR.
+# Where an operator makes room for the metrics of several workers, as the error says.
+_WRITABLE_HINT = "mount a writable emptyDir or tmpfs there (or at /tmp)"
 
-    Set before any worker starts (they inherit it); emptied at start, since values left
-    by a previous run would be added to this run's.
+
+def _metrics_dir_for_workers(workers: int) -> None:
+    """Several workers share one /metrics through files in PROMETHEUS_MULTIPROC_DIR
+    (prometheus_client's own setting): the directory named there, or a fresh one in the
+    temporary directory.
+
+    Set before any worker starts (they inherit it), and before app.observability is imported
+    (its metrics open their files there at once); emptied at start, since values left by a
+    previous run would be added to this run's. On a read-only root with no writable place, a
+    one-line configuration error names the setting, never a traceback.
     """
     import atexit
     import os
@@ -35,16 +43,25 @@ def _metrics_dir_for_workers(workers: int) -> None:
     import tempfile
     from pathlib import Path
 
-    if workers <= 1:
-        return
     configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if configured:
-        directory = Path(configured)
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("*.db"):
-            stale.unlink()
+    if workers <= 1 and not configured:
         return
-    fresh = tempfile.mkdtemp(prefix="allot-metrics-")
+    try:
+        if configured:
+            directory = Path(configured)
+            directory.mkdir(parents=True, exist_ok=True)
+            for stale in directory.glob("*.db"):
+                stale.unlink()
+            with tempfile.TemporaryFile(dir=directory):  # writable, not only present
+                return
+        fresh = tempfile.mkdtemp(prefix="allot-metrics-")
+    except OSError as exc:
+        where = configured or "a temporary directory"
+        raise ConfigurationError(
+            f"PROMETHEUS_MULTIPROC_DIR: {workers} workers need a writable directory for their "
+            f"metrics, and {where} is not writable ({exc.strerror or exc}); "
+            f"set PROMETHEUS_MULTIPROC_DIR to a writable path and {_WRITABLE_HINT}"
+        ) from None
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = fresh
     atexit.register(shutil.rmtree, fresh, ignore_errors=True)
 
@@ -69,7 +86,9 @@ async def _check_database(settings: Settings) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    _metrics_dir_for_workers(args.workers)
     import uvicorn
+    from sqlalchemy.exc import OperationalError
 
     from app import http_limits
     from app.db import Database
@@ -81,13 +100,19 @@ def _serve(args: argparse.Namespace) -> None:
 
     application = create_app(settings)
     asyncio.run(application.state.rate_limiter.check_storage())
-    _metrics_dir_for_workers(args.workers)
     if settings.is_embedded:
 
         async def migrate() -> None:
             database = Database(settings)
-            await upgrade(database.engine)
-            await database.dispose()
+            try:
+                await upgrade(database.engine)
+            except OperationalError as exc:  # SQLite cannot open or write its file
+                raise ConfigurationError(
+                    "ALLOT_DATABASE_URL: the embedded SQLite database cannot be written "
+                    f"({exc.orig}); mount a writable volume where it lives, or use PostgreSQL"
+                ) from None
+            finally:
+                await database.dispose()
 
         asyncio.run(migrate())
     else:

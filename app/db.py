@@ -36,7 +36,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from app.errors import CONCURRENT_UPDATE, ApiError
 from app.observability import GENERATION_RETRIES, POOL_CHECKED_OUT
-from app.settings import Settings
+from app.settings import ConfigurationError, Settings
 
 log = logging.getLogger("allot.db")
 
@@ -73,7 +73,15 @@ def _ensure_sqlite_directory(url: str) -> None:
     # The embedded database lives in ./var/, which a fresh clone does not have yet.
     database = make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        directory = Path(database).parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"ALLOT_DATABASE_URL: the SQLite database's directory {directory} cannot be "
+                f"created ({exc.strerror or exc}); mount a writable volume there, or use "
+                "PostgreSQL"
+            ) from None
 
 
 def _count_pool_use(engine: AsyncEngine) -> AsyncEngine:

@@ -42,9 +42,16 @@ def local_secret(path: Path = SECRET_FILE) -> str:
     """The embedded deployment's signing secret: created once, readable by the owner only."""
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"ALLOT_AUTH_JWT_SECRET: no signing key is configured, and the local one cannot be "
+            f"created in {path.parent} ({exc.strerror or exc}); set ALLOT_AUTH_JWT_SECRET "
+            "(or a key file or JWKS URL)"
+        ) from None
     with os.fdopen(fd, "w") as handle:
         handle.write(value)
     return value

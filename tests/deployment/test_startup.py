@@ -97,3 +97,41 @@ def test_an_unmigrated_database_stops_the_start_and_says_what_to_run(tmp_path: P
         )
     _assert_refused(result, "ALLOT_DATABASE_URL")
     assert "allot db upgrade" in result.stderr
+
+
+def _blocked(tmp_path: Path) -> Path:
+    """A path that cannot become a directory (a file stands where its parent would be): what a
+    read-only root gives allot, seen from a process that may write everywhere else."""
+    (tmp_path / "blocked").write_text("a file, not a directory")
+    return tmp_path / "blocked"
+
+
+def test_workers_without_a_writable_metrics_directory_stop_the_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALLOT_")}
+    env |= {
+        "ALLOT_AUTH_JWT_SECRET": SECRET,
+        "ALLOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'allot.db'}",
+        "PROMETHEUS_MULTIPROC_DIR": str(_blocked(tmp_path) / "metrics"),
+    }
+    result = subprocess.run(
+        [ALLOT, "serve", "--workers", "2", "--port", str(free_port())],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    _assert_refused(result, "PROMETHEUS_MULTIPROC_DIR")
+    assert "emptyDir or tmpfs" in result.stderr
+
+
+def test_an_embedded_database_that_cannot_be_written_stops_the_start(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{_blocked(tmp_path) / 'allot.db'}"
+    result = _serve(tmp_path, ALLOT_AUTH_JWT_SECRET=SECRET, ALLOT_DATABASE_URL=url)
+    _assert_refused(result, "ALLOT_DATABASE_URL")
+
+
+def test_no_key_and_no_writable_place_for_a_local_one_stops_the_start(tmp_path: Path) -> None:
+    (tmp_path / "var").write_text("the local key's directory cannot be made")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db' / 'allot.db'}"
+    _assert_refused(_serve(tmp_path, ALLOT_DATABASE_URL=url), "ALLOT_AUTH_JWT_SECRET")
