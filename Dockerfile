@@ -26,15 +26,19 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="allot" \
       org.opencontainers.image.description="Resource allocation service speaking the OpenStack Placement API" \
       org.opencontainers.image.licenses="Apache-2.0"
-RUN groupadd --system --gid 10001 allot \
+# No pip in the final stage, not even the base image's own (nor the wheels it installs from).
+RUN (python -m pip uninstall --yes --quiet pip setuptools wheel 2>/dev/null || true) \
+ && rm -rf /usr/share/python-wheels /usr/local/lib/python3*/ensurepip/_bundled \
+ && groupadd --system --gid 10001 allot \
  && useradd --system --uid 10001 --gid allot --home-dir /srv/allot --no-create-home \
         --shell /usr/sbin/nologin allot
 COPY --from=build /opt/allot /opt/allot
 # The service finds migrations/ in its working directory (app/migrations_runner.py).
 WORKDIR /srv/allot
 COPY migrations ./migrations
-# var/ is only for the embedded SQLite mode (a quick `docker run` without PostgreSQL).
-RUN mkdir var && chown allot:allot var
+# var/ is only for the embedded SQLite mode (a quick `docker run` without PostgreSQL). Group 0
+# may write it too: OpenShift runs images under an arbitrary uid whose group is root.
+RUN mkdir var && chown allot:0 var && chmod 0770 var
 ENV PATH=/opt/allot/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

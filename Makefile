@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check conformance bench clean venv browser
+.PHONY: run test lint typecheck check conformance bench clean venv browser containers
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ test: lint typecheck
 # which downloads browser builds). Needs root for apt-get; CI runs it before `make test`.
 browser:
 	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
+
+# The container engine the image tests use: Debian's podman with runc (crun cannot start
+# containers on these machines) and debootstrap, which builds their base image from Debian's
+# packages (no image registry is reachable). Needs root for apt-get; CI runs it before `make test`.
+containers:
+	@test -x /usr/bin/podman -a -x /usr/sbin/runc -a -x /usr/sbin/debootstrap || { \
+	  apt-get update -q && apt-get install -y -q podman runc debootstrap; }
 
 conformance: $(STAMP)
 	bash tests/conformance/run.sh
