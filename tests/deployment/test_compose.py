@@ -43,7 +43,7 @@ def _env_example() -> tuple[dict[str, str], set[str]]:
     return assigned, named
 
 
-_VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?::([-?])([^}]*))?\}")
+_VARIABLE = re.compile(r"\$\$|\$\{([A-Z0-9_]+)(?::([-?])([^}]*))?\}")
 
 
 def _interpolate(value: Any, env: dict[str, str]) -> Any:
@@ -56,6 +56,8 @@ def _interpolate(value: Any, env: dict[str, str]) -> Any:
         return value
 
     def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"  # an escaped dollar, before any variable
         name, op, arg = match.groups()
         current = env.get(name, "")
         if op == "?" and not current:
@@ -64,7 +66,7 @@ def _interpolate(value: Any, env: dict[str, str]) -> Any:
             return arg
         return current
 
-    return _VARIABLE.sub(replace, value).replace("$$", "$")
+    return _VARIABLE.sub(replace, value)
 
 
 def _depends(service: dict[str, Any]) -> dict[str, str]:
@@ -131,8 +133,20 @@ def test_api_scales_behind_one_published_port() -> None:
     assert len(services["proxy"]["ports"]) == 1
     assert "container_name" not in services["proxy"]
     assert _depends(services["proxy"]) == {"api": "service_healthy"}
-    nginx = _compose()["configs"]["nginx"]["content"]
-    assert "http://api:8000" in nginx and "resolver 127.0.0.11" in nginx
+    nginx = _interpolate(_compose()["configs"]["nginx"]["content"], {})
+    assert "http://api:8000" in nginx
+
+
+def test_the_proxy_finds_the_api_through_whichever_engine_runs_it() -> None:
+    """Docker's DNS is 127.0.0.11, Podman's is aardvark-dns on the network's gateway: the
+    official nginx image reads it from /etc/resolv.conf into NGINX_LOCAL_RESOLVERS and renders
+    /etc/nginx/templates/*.template with it, so no address is written into the file."""
+    proxy = _compose()["services"]["proxy"]
+    assert proxy["environment"]["NGINX_ENTRYPOINT_LOCAL_RESOLVERS"] == "1"
+    assert [c["target"] for c in proxy["configs"]] == ["/etc/nginx/templates/default.conf.template"]
+    nginx = _interpolate(_compose()["configs"]["nginx"]["content"], {})
+    assert "resolver ${NGINX_LOCAL_RESOLVERS} " in nginx
+    assert "127.0.0.11" not in nginx
 
 
 def test_every_process_shares_rate_limits_and_the_database() -> None:
