@@ -289,6 +289,7 @@ def markdown(results: dict[str, Any]) -> str:
                 for r in results["candidates"]
             ],
         )
+    lines += container_section(Path(__file__).resolve().parent / "results" / "container.json")
     lines += [
         "",
         "## How to reproduce",
@@ -308,6 +309,57 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def container_section(path: Path) -> list[str]:
+    """The image's figures (bench/container.py), when they have been recorded."""
+    if not path.exists():
+        return []
+    figures = json.loads(path.read_text())
+    start = figures["cold_start_s"]
+    stops = figures["sigterm_under_load"]["runs"]
+    largest = ", ".join(f"{p['package']} {p['mib']}" for p in figures["largest_packages"])
+    return [
+        "",
+        "## Container image (bench/container.py)",
+        "",
+        f"Recorded {figures['recorded']} at commit `{figures['commit']}`, Podman "
+        f"{figures['podman']} with runc, the base built from Debian's packages (bookworm, "
+        "Python 3.11: no image registry is reachable here, so the official "
+        "`python:3.11-slim-bookworm` could not be measured), the server on PostgreSQL over "
+        "the host's network, 2 workers, read-only root, no capabilities.",
+        "",
+        *_table(
+            ["figure", "value"],
+            [
+                ["image size", f"{figures['image_mib']} MiB"],
+                ["of which the base image", f"{figures['base_mib']} MiB"],
+                ["of which allot's virtualenv", f"{figures['virtualenv_mib']} MiB"],
+                ["largest packages in it (MiB)", largest],
+                [
+                    f"cold `podman run` to `/readyz` 200 (median of {start['runs']})",
+                    f"{start['median']} s (min {start['min']}, max {start['max']})",
+                ],
+                [
+                    f"SIGTERM to exit, {figures['sigterm_under_load']['clients']} clients "
+                    "loading it",
+                    ", ".join(f"{r['seconds']} s" for r in stops)
+                    + f" (exit codes {sorted({r['exit_code'] for r in stops})})",
+                ],
+                [
+                    "answers during those runs: 2xx / 5xx / refused after the stop began",
+                    ", ".join(f"{r['answered']} / {r['5xx']} / {r['refused']}" for r in stops),
+                ],
+            ],
+        ),
+        "",
+        f"The virtualenv is what allot adds to either base; the official slim base could "
+        f"not be measured here. The image build took {figures['build_s']} s with Podman's "
+        "layer cache as the previous build left it (the base is built once per machine, in "
+        "about a minute). 'Refused' requests were sent after the server stopped accepting "
+        "(connection refused, or a keep-alive connection the shutdown closed); "
+        "tests/deployment/test_container.py checks that requests in flight are answered.",
+    ]
 
 
 def _load(value: Any) -> str:
