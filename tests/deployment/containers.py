@@ -81,6 +81,28 @@ def ensure_base_image() -> None:
         tar.wait()
 
 
+# Debian's nginx on the same base: what the Compose file's proxy service runs, short of the
+# official nginx image (no registry here). The Compose file brings its own entrypoint script.
+NGINX_IMAGE = "localhost/allot-test-nginx:bookworm"
+_NGINX_CONTAINERFILE = f"""FROM {BASE_IMAGE}
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends nginx gettext-base \\
+ && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/*
+"""
+
+
+def ensure_nginx_image() -> None:
+    ensure_base_image()
+    if podman("image", "exists", NGINX_IMAGE, check=False).returncode == 0:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "Containerfile").write_text(_NGINX_CONTAINERFILE)
+        podman(
+            *("build", "--isolation", "chroot", "--network", "host", *_RUN_LIMITS),
+            *("--tag", NGINX_IMAGE, tmp),
+            timeout=600,
+        )
+
+
 def build_image() -> None:
     """allot's image from its Dockerfile, as an operator builds it (layers cached by Podman)."""
     ensure_base_image()
@@ -121,6 +143,25 @@ def container(*args: str, name: str) -> Iterator[str]:
 def logs(name: str) -> str:
     result = podman("logs", name, check=False)
     return (result.stdout + result.stderr)[-4000:]
+
+
+def wait_healthy(name: str, timeout: float = 60) -> None:
+    """Until the image's own HEALTHCHECK passes (for a container the host cannot reach)."""
+    deadline = time.monotonic() + timeout
+    while podman("healthcheck", "run", name, check=False).returncode != 0:
+        assert time.monotonic() < deadline, f"{name} never became healthy:\n{logs(name)}"
+        time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def network(name: str) -> Iterator[str]:
+    """A bridge network of the test's own, with the engine's DNS (aardvark-dns)."""
+    podman("network", "rm", "--force", name, check=False)
+    podman("network", "create", name)
+    try:
+        yield name
+    finally:
+        podman("network", "rm", "--force", name, check=False)
 
 
 def wait_ready(base: str, name: str, timeout: float = 60) -> float:

@@ -137,16 +137,21 @@ def test_api_scales_behind_one_published_port() -> None:
     assert "http://api:8000" in nginx
 
 
-def test_the_proxy_finds_the_api_through_whichever_engine_runs_it() -> None:
-    """Docker's DNS is 127.0.0.11, Podman's is aardvark-dns on the network's gateway: the
-    official nginx image reads it from /etc/resolv.conf into NGINX_LOCAL_RESOLVERS and renders
-    /etc/nginx/templates/*.template with it, so no address is written into the file."""
+def test_the_proxy_takes_its_resolver_from_whichever_engine_runs_it() -> None:
+    """Docker's DNS is 127.0.0.11, Podman's aardvark-dns on the network's gateway: the proxy
+    renders its configuration at start with the container's first nameserver, so no address
+    is written into the file (tests/deployment/test_container.py runs it under Podman)."""
     proxy = _compose()["services"]["proxy"]
-    assert proxy["environment"]["NGINX_ENTRYPOINT_LOCAL_RESOLVERS"] == "1"
-    assert [c["target"] for c in proxy["configs"]] == ["/etc/nginx/templates/default.conf.template"]
-    nginx = _interpolate(_compose()["configs"]["nginx"]["content"], {})
-    assert "resolver ${NGINX_LOCAL_RESOLVERS} " in nginx
-    assert "127.0.0.11" not in nginx
+    assert proxy["entrypoint"] == ["/bin/sh", "/etc/nginx/allot-proxy.sh"]
+    targets = {c["source"]: c["target"] for c in proxy["configs"]}
+    assert targets == {
+        "proxy-start": "/etc/nginx/allot-proxy.sh",
+        "nginx": "/etc/nginx/allot.conf.template",
+    }
+    configs = _interpolate(_compose()["configs"], {})
+    assert "resolver @RESOLVER@ " in configs["nginx"]["content"]
+    assert "127.0.0.11" not in configs["nginx"]["content"]
+    assert "/etc/resolv.conf" in configs["proxy-start"]["content"]
 
 
 def test_every_process_shares_rate_limits_and_the_database() -> None:

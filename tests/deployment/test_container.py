@@ -8,11 +8,13 @@ containers share the host's network, where the test PostgreSQL and Redis listen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -302,3 +304,63 @@ def test_two_api_containers_share_the_redis_rate_limits(image: str, migrated: st
             assert answers == [200] * 6 + [429] * 2
         finally:
             redis.stop()
+
+
+def test_the_compose_proxy_reaches_every_api_replica_under_podman(
+    image: str, tmp_path: Path
+) -> None:
+    """docker-compose.yml's proxy (its own start script and nginx template, as the file has
+    them) on a Podman network: it resolves `api` through aardvark-dns, spreads requests over
+    every replica across several re-resolutions, and finds a replica added later."""
+    from tests.deployment.test_compose import _compose, _interpolate
+
+    c.ensure_nginx_image()
+    configs = _interpolate(_compose()["configs"], {})
+    start, template = tmp_path / "allot-proxy.sh", tmp_path / "allot.conf.template"
+    start.write_text(configs["proxy-start"]["content"])
+    template.write_text(configs["nginx"]["content"])
+    net = f"allot-test-{uuid.uuid4().hex[:8]}"
+
+    def replica(number: int) -> contextlib.AbstractContextManager[str]:
+        return c.container(
+            *("--network", net, "--network-alias", "api", "--read-only", "--tmpfs", "/tmp"),
+            # Each replica's own embedded database, in a tmpfs its group (0) may write.
+            *("--tmpfs", "/srv/allot/var", "--user", "10001:0"),
+            *c.host_env(
+                ALLOT_AUTH_JWT_SECRET=TEST_SECRET, ALLOT_WORKERS="1", ALLOT_LOG_LEVEL="INFO"
+            ),
+            image,
+            name=f"{net}-api-{number}",
+        )
+
+    def served_by(names: list[str], seconds: float) -> dict[str, int]:
+        probe = (
+            "import time, urllib.request\n"
+            f"end = time.time() + {seconds}\n"
+            "statuses = []\n"
+            "while time.time() < end:\n"
+            "    statuses.append(urllib.request.urlopen('http://127.0.0.1:8080/healthz').status)\n"
+            "    time.sleep(0.02)\n"
+            "print(sorted(set(statuses)))\n"
+        )
+        out = c.podman("exec", f"{net}-proxy", "python3", "-c", probe, timeout=60).stdout
+        assert out.strip() == "[200]", out
+        return {name: c.logs(name).count('"route": "/healthz"') for name in names}
+
+    with c.network(net), replica(1) as one, replica(2) as two:
+        c.wait_healthy(one)
+        c.wait_healthy(two)
+        with c.container(
+            *("--network", net, "--entrypoint", '["/bin/sh", "/etc/nginx/allot-proxy.sh"]'),
+            *("--volume", f"{start}:/etc/nginx/allot-proxy.sh:ro"),
+            *("--volume", f"{template}:/etc/nginx/allot.conf.template:ro"),
+            c.NGINX_IMAGE,
+            name=f"{net}-proxy",
+        ):
+            # 12 s: the proxy resolves `api` again every 5 s (valid=5s).
+            counts = served_by([one, two], seconds=12)
+            assert all(n > 0 for n in counts.values()), counts
+            with replica(3) as three:
+                c.wait_healthy(three)
+                time.sleep(6)  # past the proxy's cached answer
+                assert served_by([three], seconds=3)[three] > 0
