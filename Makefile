@@ -6,13 +6,21 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check conformance bench clean venv browser containers
+.PHONY: run test lint typecheck check conformance bench clean venv browser containers lock
 
-$(STAMP): pyproject.toml
+# Every dependency comes from uv.lock, versions and hashes (`make lock` after changing
+# pyproject.toml's dependencies). --inexact keeps pip and uv themselves in the environment.
+UV_VERSION ?= 0.13.9
+UV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never UV_NATIVE_TLS=1 $(BIN)/uv
+
+$(STAMP): pyproject.toml uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+	$(UV) sync --frozen --inexact --extra test --quiet
 	@touch $(STAMP)
+
+lock: $(STAMP)
+	$(UV) lock
 
 venv: $(STAMP)
 
@@ -20,6 +28,7 @@ run: $(STAMP)
 	$(BIN)/allot serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
+	$(UV) lock --check --quiet  # uv.lock still matches pyproject.toml
 	$(BIN)/ruff check app tests bench migrations
 	$(BIN)/ruff format --check app tests bench migrations
 
@@ -46,7 +55,7 @@ conformance: $(STAMP)
 
 # allot beside real Placement and pgbench, one run (a few minutes): bench/RESULTS.md + plot.
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(UV) sync --frozen --inexact --extra test --extra bench --quiet
 	$(BIN)/python -m bench.side_by_side $(BENCH_ARGS)
 
 clean:
