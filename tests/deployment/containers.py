@@ -81,24 +81,26 @@ def ensure_base_image() -> None:
         tar.wait()
 
 
-# Debian's nginx on the same base: what the Compose file's proxy service runs, short of the
-# official nginx image (no registry here). The Compose file brings its own entrypoint script.
-NGINX_IMAGE = "localhost/allot-test-nginx:bookworm"
-_NGINX_CONTAINERFILE = f"""FROM {BASE_IMAGE}
-RUN apt-get update -q && apt-get install -y -q --no-install-recommends nginx gettext-base \\
+# The Compose file's other services, from Debian's packages on the same base (no registry
+# here for the official nginx and redis images): nginx for the proxy (the Compose file
+# brings its own start script) and redis-server for the shared rate limits.
+SERVICES_IMAGE = "localhost/allot-test-services:bookworm"
+_SERVICES_CONTAINERFILE = f"""FROM {BASE_IMAGE}
+RUN apt-get update -q \\
+ && apt-get install -y -q --no-install-recommends nginx redis-server \\
  && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/*
 """
 
 
-def ensure_nginx_image() -> None:
+def ensure_services_image() -> None:
     ensure_base_image()
-    if podman("image", "exists", NGINX_IMAGE, check=False).returncode == 0:
+    if podman("image", "exists", SERVICES_IMAGE, check=False).returncode == 0:
         return
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "Containerfile").write_text(_NGINX_CONTAINERFILE)
+        (Path(tmp) / "Containerfile").write_text(_SERVICES_CONTAINERFILE)
         podman(
             *("build", "--isolation", "chroot", "--network", "host", *_RUN_LIMITS),
-            *("--tag", NGINX_IMAGE, tmp),
+            *("--tag", SERVICES_IMAGE, tmp),
             timeout=600,
         )
 

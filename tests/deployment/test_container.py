@@ -2,7 +2,8 @@
 
 The base is built from Debian's packages and given to the Dockerfile as PYTHON_IMAGE (no
 image registry is reachable here; the Dockerfile's default stays the official image). The
-containers share the host's network, where the test PostgreSQL and Redis listen.
+containers share the host's network, where the test PostgreSQL listens, or a Podman network of
+the test's own.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 
 from tests.conftest import PG_URL, TEST_SECRET, mint
 from tests.deployment import containers as c
-from tests.deployment.topology import Redis, free_port, own_database
+from tests.deployment.topology import free_port, own_database
 
 pytestmark = pytest.mark.slow
 
@@ -274,36 +275,57 @@ def test_a_read_only_root_without_a_writable_tmp_starts_or_refuses_clearly(
     assert "Traceback" not in out
 
 
-def test_two_api_containers_share_the_redis_rate_limits(image: str, migrated: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        redis = Redis(Path(tmp))
-        try:
-            ports = [free_port(), free_port()]
-            settings = c.host_env(
-                ALLOT_DATABASE_URL=migrated,
-                ALLOT_AUTH_JWT_SECRET=TEST_SECRET,
-                ALLOT_RATE_LIMIT="6/minute",
-                ALLOT_RATE_LIMIT_STORAGE=redis.url,
-            )
-            args = [*HARDENED, "--tmpfs", "/tmp", *settings, image]
-            with (
-                c.container(*args, *_serve(ports[0]), name="allot-api-1") as one,
-                c.container(*args, *_serve(ports[1]), name="allot-api-2") as two,
-            ):
-                for port, name in zip(ports, (one, two), strict=True):
-                    c.wait_ready(f"http://127.0.0.1:{port}", name)
-                headers = {"x-auth-token": ADMIN, "openstack-api-version": "placement latest"}
-                answers = [
-                    httpx.get(
-                        f"http://127.0.0.1:{ports[i % 2]}/traits", headers=headers
-                    ).status_code
-                    for i in range(8)
-                ]
-            # One budget of six for both containers: the seventh and eighth are refused,
-            # whichever container they reach.
-            assert answers == [200] * 6 + [429] * 2
-        finally:
-            redis.stop()
+# GET /traits eight times, of the named containers in turn: the statuses, in order.
+_ASK_IN_TURN = """
+import sys, urllib.error, urllib.request
+token, *hosts = sys.argv[1:]
+headers = {"x-auth-token": token, "openstack-api-version": "placement latest"}
+codes = []
+for i in range(8):
+    url = f"http://{hosts[i % len(hosts)]}:8000/traits"
+    try:
+        codes.append(urllib.request.urlopen(urllib.request.Request(url, headers=headers)).status)
+    except urllib.error.HTTPError as error:
+        codes.append(error.code)
+print(codes)
+"""
+
+
+def test_two_api_containers_on_one_podman_network_share_the_redis_rate_limits(
+    image: str,
+) -> None:
+    """Compose's topology in small: Redis and two API containers on a network of their own,
+    found by name through the engine's DNS; one budget of six requests for both."""
+    c.ensure_services_image()
+    net = f"allot-test-{uuid.uuid4().hex[:8]}"
+    api = [
+        *("--network", net, "--read-only", "--tmpfs", "/tmp"),
+        *("--tmpfs", "/srv/allot/var", "--user", "10001:0"),
+        *c.host_env(
+            ALLOT_AUTH_JWT_SECRET=TEST_SECRET,
+            ALLOT_WORKERS="1",
+            ALLOT_RATE_LIMIT="6/minute",
+            ALLOT_RATE_LIMIT_STORAGE="redis://redis:6379/0",
+        ),
+        image,
+    ]
+    with (
+        c.network(net),
+        c.container(
+            *("--network", net, "--network-alias", "redis", c.SERVICES_IMAGE),
+            # All of its own network namespace's interfaces: the test network's only.
+            *("redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", ""),  # noqa: S104
+            name=f"{net}-redis",
+        ) as redis,
+        c.container(*api, name=f"{net}-api-1") as one,
+        c.container(*api, name=f"{net}-api-2") as two,
+    ):
+        c.wait_healthy(one)
+        c.wait_healthy(two)
+        # Asked from inside the network, of each container in turn.
+        out = c.podman("exec", redis, "python3", "-c", _ASK_IN_TURN, ADMIN, one, two).stdout
+        # The seventh and eighth are refused, whichever container they reach.
+        assert out.strip() == str([200] * 6 + [429] * 2), out
 
 
 def test_the_compose_proxy_reaches_every_api_replica_under_podman(
@@ -314,7 +336,7 @@ def test_the_compose_proxy_reaches_every_api_replica_under_podman(
     every replica across several re-resolutions, and finds a replica added later."""
     from tests.deployment.test_compose import _compose, _interpolate
 
-    c.ensure_nginx_image()
+    c.ensure_services_image()
     configs = _interpolate(_compose()["configs"], {})
     start, template = tmp_path / "allot-proxy.sh", tmp_path / "allot.conf.template"
     start.write_text(configs["proxy-start"]["content"])
@@ -354,7 +376,7 @@ def test_the_compose_proxy_reaches_every_api_replica_under_podman(
             *("--network", net, "--entrypoint", '["/bin/sh", "/etc/nginx/allot-proxy.sh"]'),
             *("--volume", f"{start}:/etc/nginx/allot-proxy.sh:ro"),
             *("--volume", f"{template}:/etc/nginx/allot.conf.template:ro"),
-            c.NGINX_IMAGE,
+            c.SERVICES_IMAGE,
             name=f"{net}-proxy",
         ):
             # 12 s: the proxy resolves `api` again every 5 s (valid=5s).
