@@ -133,6 +133,8 @@ def served(image: str, migrated: str) -> Iterator[str]:
     """The default command, hardened: read-only root (only /tmp a tmpfs), no capabilities,
     no new privileges; two workers (the image's ALLOT_WORKERS)."""
     with socket.socket() as probe:
+        # As the server binds: connections of an earlier run waiting out TIME_WAIT do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", DEFAULT_PORT))
         except OSError:
