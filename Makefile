@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check conformance bench clean venv browser containers lock
+.PHONY: run test lint typecheck check conformance bench clean venv browser containers pgbouncer lock
 
 # Every dependency comes from uv.lock, versions and hashes (`make lock` after changing
 # pyproject.toml's dependencies). --inexact keeps pip and uv themselves in the environment.
@@ -49,6 +49,10 @@ browser:
 containers:
 	@test -x /usr/bin/podman -a -x /usr/sbin/runc -a -x /usr/sbin/debootstrap || { \
 	  apt-get update -q && apt-get install -y -q podman runc debootstrap; }
+
+# PgBouncer, which a concurrency test puts between allot and PostgreSQL (transaction mode).
+pgbouncer:
+	@test -x /usr/sbin/pgbouncer || { apt-get update -q && apt-get install -y -q pgbouncer; }
 
 conformance: $(STAMP)
 	bash tests/conformance/run.sh

@@ -14,6 +14,7 @@ import functools
 import logging
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -153,8 +154,21 @@ def make_engine(url: str, settings: Settings) -> AsyncEngine:
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
         pool_timeout=settings.database_pool_timeout,
+        connect_args=_pooler_connect_args() if settings.database_transaction_pooler else {},
     )
     return _count_pool_use(_hand_out_live_connections(engine))
+
+
+def _pooler_connect_args() -> dict[str, Any]:
+    """For a transaction-mode pooler: a server connection serves many clients in turn, so a
+    prepared statement must not outlive its transaction nor share a name with another
+    client's. asyncpg prepares unnamed statements when it caches none (the hot path's
+    `execute_core`); SQLAlchemy's own are named uniquely, and none is cached."""
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": lambda: f"__allot_{uuid.uuid4().hex}__",
+    }
 
 
 def dialect_of(session: AsyncSession) -> str:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # round trips) per request; waiting for a pooled one is cheaper (claims/s +40% at 32 clients).
     database_max_overflow: int = Field(default=0, ge=0, le=200)
     database_pool_timeout: float = Field(default=10.0, gt=0)
+    # Behind a transaction-mode pooler (PgBouncer), where no server-side prepared statement
+    # outlives a transaction: statements are prepared unnamed, or under names of their own.
+    database_transaction_pooler: bool = False
     # How many times a write transaction is retried after losing a race.
     write_retries: int = Field(default=10, ge=0, le=100)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -63,7 +64,13 @@ def free_port(ports: range) -> int:
 
 @contextlib.contextmanager
 def allot_serve(
-    database_url: str, *, workers: int, log: Path, ports: range, pool_size: int = 8
+    database_url: str,
+    *,
+    workers: int,
+    log: Path,
+    ports: range,
+    pool_size: int = 8,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """`allot serve` as its own process group, on a free port of `ports`; stopped afterwards."""
     port = free_port(ports)
@@ -76,6 +83,7 @@ def allot_serve(
         "ALLOT_LOG_LEVEL": "WARNING",
         "ALLOT_DATABASE_POOL_SIZE": str(pool_size),
         "ALLOT_DATABASE_MAX_OVERFLOW": "4",
+        **(settings or {}),
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -104,3 +112,44 @@ def allot_serve(
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@contextlib.contextmanager
+def pgbouncer(database_url: str, *, workdir: Path, ports: range) -> Iterator[str]:
+    """Debian's PgBouncer in transaction pooling mode in front of `database_url`'s server
+    (as the `postgres` user: it refuses to run as root); yields the URL through it."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(binary).exists():
+        raise RuntimeError("pgbouncer is not installed (Debian package pgbouncer)")
+    url = make_url(database_url)
+    port = free_port(ports)
+    ini = workdir / "pgbouncer.ini"
+    ini.write_text(
+        "[databases]\n"
+        # auth_type=any takes every client as the one user the pool connects as.
+        f"* = host={url.host or '127.0.0.1'} port={url.port or 5432} user={url.username}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        "auth_type = any\npool_mode = transaction\n"
+        "max_client_conn = 200\ndefault_pool_size = 6\n"
+        # Fewer server connections than clients: each serves several clients in turn.
+        "ignore_startup_parameters = extra_float_digits\n"
+        f"logfile = {workdir / 'pgbouncer.log'}\npidfile = {workdir / 'pgbouncer.pid'}\n"
+    )
+    command = [binary, str(ini)]
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres")
+        command = ["runuser", "-u", "postgres", "--", *command]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            assert process.poll() is None, (workdir / "pgbouncer.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "pgbouncer did not come up"
+            time.sleep(0.1)
+        yield url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -211,6 +211,27 @@ async def test_claims_on_postgresql_with_two_workers(
         print(capsys.readouterr().out, end="")
 
 
+async def test_claims_through_pgbouncer_in_transaction_mode(
+    claims_postgres: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two workers of 8 connections each share PgBouncer's 6 server connections: every
+    transaction may land on a server connection another client used a moment ago."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        servers.pgbouncer(claims_postgres, workdir=Path(tmp), ports=PORTS) as pooled,
+        allot_serve(
+            pooled,
+            workers=2,
+            log=Path(tmp) / "serve.log",
+            ports=PORTS,
+            settings={"ALLOT_DATABASE_TRANSACTION_POOLER": "true"},
+        ) as base,
+    ):
+        await _claims_hold(base, claims_postgres, "postgresql via pgbouncer, 2 workers", seed=3)
+    with capsys.disabled():
+        print(capsys.readouterr().out, end="")
+
+
 async def test_claims_on_sqlite_with_one_process(capsys: pytest.CaptureFixture[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite+aiosqlite:///{Path(tmp) / 'claims.db'}"
