@@ -100,7 +100,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         head = (
             f"HTTP/1.1 {refusal.status} {_REASONS[refusal.status]}\r\n"
             f"content-type: {media_type}\r\ncontent-length: {len(body)}\r\n"
-            f"openstack-request-id: {request_id}\r\nconnection: close\r\n\r\n"
+            f"openstack-request-id: {request_id}\r\nx-openstack-request-id: {request_id}\r\n"
+            "connection: close\r\n\r\n"
         )
         self.transport.write(head.encode() + body)
         self.transport.close()

@@ -134,6 +134,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             origins=settings.cors_origins,
             methods=["GET", "POST", "PUT", "DELETE"],
             headers=CORS_ALLOWED_HEADERS,
-            expose=["openstack-api-version", "openstack-request-id", "x-request-id"],
+            expose=[
+                "openstack-api-version",
+                "openstack-request-id",
+                "x-openstack-request-id",
+                "x-request-id",
+            ],
         )
     return app

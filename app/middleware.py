@@ -9,6 +9,7 @@ took, and a generic 500 for anything unexpected, with the full story in the log.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -65,6 +66,7 @@ class RequestContextMiddleware:
                 out["openstack-api-version"] = microversion.response_header(version)
                 out.append("vary", "openstack-api-version")
                 out["openstack-request-id"] = request_id
+                out["x-openstack-request-id"] = request_id  # the name keystoneauth reads
                 out["x-request-id"] = request_id
                 out["x-content-type-options"] = "nosniff"
                 if "cache-control" not in out and _wants_no_store(scope, message["status"]):
@@ -73,6 +75,7 @@ class RequestContextMiddleware:
 
         try:
             _check_text(scope)
+            _note_global_request_id(headers, state)
             version = microversion.negotiate(headers.get("openstack-api-version"))
             state["microversion"] = version
             _check_content_length(headers, self.max_body_bytes)
@@ -129,6 +132,8 @@ class RequestContextMiddleware:
             "status": status,
             "duration_ms": round(elapsed * 1000, 2),
         }
+        if "global_request_id" in state:
+            extra["global_request_id"] = state["global_request_id"]
         if "error_code" in state:
             extra["error_code"] = state["error_code"]
             extra["error_detail"] = state.get("error_detail", "")
@@ -151,6 +156,7 @@ _READ_HEADERS = frozenset(
         b"authorization",
         b"x-auth-token",
         b"content-length",
+        b"x-openstack-request-id",
     }
 )
 
@@ -167,6 +173,19 @@ def _check_text(scope: Scope) -> None:
     for name, value in scope["headers"]:
         if name in _READ_HEADERS and not text.header_is_acceptable(value):
             raise ApiError(400, VALIDATION, log_detail=f"header {name.decode()} is not text")
+
+
+# The request id an OpenStack service passes on (oslo.context's form), so one operation can be
+# followed across services' logs; anything else in the header is ignored.
+_GLOBAL_REQUEST_ID = re.compile(
+    r"^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+)
+
+
+def _note_global_request_id(headers: Headers, state: dict[str, Any]) -> None:
+    inbound = headers.get("x-openstack-request-id")
+    if inbound and _GLOBAL_REQUEST_ID.match(inbound):
+        state["global_request_id"] = inbound
 
 
 def _check_content_length(headers: Headers, limit: int) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
-from tests.conftest import AppFactory, make_client
+from tests.conftest import LOG_LINES, AppFactory, make_client
 
 
 async def test_root_advertises_versions_without_a_token(client: httpx.AsyncClient) -> None:
@@ -71,6 +73,31 @@ async def test_unknown_path_is_404_envelope_with_request_id(client: httpx.AsyncC
     assert response.headers["x-request-id"] == error["request_id"]
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["cache-control"] == "no-store"
+
+
+async def test_every_answer_names_its_request_id_as_openstack_clients_read_it(
+    client: httpx.AsyncClient,
+) -> None:
+    # keystoneauth (and so Nova) logs x-openstack-request-id; Placement's own name is without x-.
+    for response in (await client.get("/resource_classes"), await client.get("/barnabas")):
+        request_id = response.headers["openstack-request-id"]
+        assert request_id.startswith("req-")
+        assert response.headers["x-openstack-request-id"] == request_id
+
+
+async def test_a_callers_global_request_id_is_logged_beside_ours(
+    client: httpx.AsyncClient,
+) -> None:
+    global_id = "req-1a2b3c4d-0000-4000-8000-0123456789ab"
+    first = len(LOG_LINES)
+    ours = await client.get("/resource_classes", headers={"x-openstack-request-id": global_id})
+    ignored = await client.get("/resource_classes", headers={"x-openstack-request-id": "made-up"})
+    lines = [json.loads(line) for line in LOG_LINES[first:] if '"allot.access"' in line]
+    by_id = {line["request_id"]: line for line in lines}
+    assert by_id[ours.headers["openstack-request-id"]]["global_request_id"] == global_id
+    assert "global_request_id" not in by_id[ignored.headers["openstack-request-id"]]
+    # Our own id stays ours: a caller cannot choose it.
+    assert ours.headers["openstack-request-id"] != global_id
 
 
 async def test_accept_without_json_is_406(client: httpx.AsyncClient) -> None:
