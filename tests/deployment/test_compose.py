@@ -264,4 +264,4 @@ def test_dockerignore_keeps_secrets_and_local_state_out_of_the_build_context() -
     ]
     assert lines[0] == "*", "everything is excluded unless named"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "app", "migrations"}
+    assert allowed == {"pyproject.toml", "uv.lock", "README.md", "app", "migrations"}
