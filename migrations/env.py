@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from app.db import make_engine
+from app.engines import make_engine
 from app.models import Base
 from app.settings import get_settings
 

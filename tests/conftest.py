@@ -125,7 +125,7 @@ def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
 
 @pytest.fixture(scope="session")
 async def app(database_url: str) -> AsyncIterator[FastAPI]:
-    from app.db import make_engine
+    from app.engines import make_engine
     from app.migrations_runner import upgrade
 
     if database_url.startswith("postgresql"):

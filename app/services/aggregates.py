@@ -10,10 +10,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz.access import Access
-from app.db import bump_generation, insert_ignoring_duplicates
 from app.errors import CONCURRENT_UPDATE, ApiError
 from app.models import Aggregate, ProviderAggregate, ResourceProvider
 from app.services import providers
+from app.statements import bump_generation, insert_ignoring_duplicates
 
 
 async def _current(session: AsyncSession, provider_id: int) -> dict[str, int]:

@@ -40,7 +40,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz import actions
 from app.authz.access import Access
-from app.db import GenerationConflict, bump_generation, dialect_of, execute_core
 from app.errors import (
     CONCURRENT_UPDATE,
     PROVIDER_NOT_FOUND,
@@ -55,6 +54,7 @@ from app.services import consumers
 from app.services.capacity import InventoryLimits, limits_and_usage
 from app.services.consumers import ConsumerRow
 from app.services.standard import standard_class_id
+from app.statements import GenerationConflict, bump_generation, dialect_of, execute_core
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import insert_and_select
 from app.models import Allocation, Inventory
+from app.statements import insert_and_select
 
 
 def capacity(total: int, reserved: int, allocation_ratio: float) -> int:

@@ -31,9 +31,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import GenerationConflict, dialect_of, execute_core, insert_ignoring_duplicates
 from app.models import Allocation, Consumer, ConsumerType, Project, User
 from app.models.base import utcnow
+from app.statements import GenerationConflict, dialect_of, execute_core, insert_ignoring_duplicates
 
 # What /allocations and /usages call a consumer that was written without a type (before 1.38).
 UNKNOWN_TYPE = "unknown"

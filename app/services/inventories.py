@@ -16,7 +16,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz.access import Access
-from app.db import GenerationConflict, bump_generation
 from app.errors import (
     CONCURRENT_UPDATE,
     INVENTORY_INUSE,
@@ -30,6 +29,7 @@ from app.models import Inventory, ResourceClass, ResourceProvider
 from app.schemas.inventories import InventoryFields
 from app.services import providers
 from app.services.capacity import InventoryLimits, capacity, usage_by_provider_class
+from app.statements import GenerationConflict, bump_generation
 from app.timeutil import latest
 
 # From 1.26 an inventory may reserve all of its total (capacity zero).

@@ -11,10 +11,10 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz.access import Access
-from app.db import bump_generation
 from app.errors import CONCURRENT_UPDATE, ApiError, bad_request
 from app.models import ProviderTrait, ResourceProvider, Trait
 from app.services import providers
+from app.statements import bump_generation
 from app.timeutil import latest
 
 

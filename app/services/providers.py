@@ -20,7 +20,6 @@ from sqlalchemy.orm import aliased
 from app.authz import actions
 from app.authz.access import Access
 from app.authz.policy import Scope
-from app.db import GenerationConflict
 from app.errors import (
     DUPLICATE_NAME,
     PROVIDER_CANNOT_DELETE_PARENT,
@@ -43,6 +42,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.services.capacity import limits_and_usage
 from app.services.request_groups import AggregateQuery, TraitQuery
+from app.statements import GenerationConflict
 from app.timeutil import latest
 
 _Parent = aliased(ResourceProvider, name="parent_rp")

@@ -24,13 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz import actions
 from app.authz.access import Access
-from app.db import bump_generation
 from app.errors import PROVIDER_NOT_FOUND, bad_request
 from app.microversion import Microversion
 from app.models import ResourceProvider
 from app.schemas.inventories import InventoryFields
 from app.services import allocations, inventories
 from app.services.allocations import ConsumerWrite
+from app.statements import bump_generation
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import GenerationConflict
 from app.errors import DUPLICATE_NAME, bad_request, conflict, not_found
 from app.models import FIRST_CUSTOM_ID, Allocation, Inventory, ResourceClass
 from app.services.standard import is_custom
+from app.statements import GenerationConflict
 from app.timeutil import latest
 
 

@@ -7,8 +7,8 @@ import os_traits
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import insert_ignoring_duplicates
 from app.models import ResourceClass, Trait
+from app.statements import insert_ignoring_duplicates
 
 STANDARD_RESOURCE_CLASSES: tuple[str, ...] = tuple(os_resource_classes.STANDARDS)
 STANDARD_TRAITS: frozenset[str] = frozenset(os_traits.get_traits())

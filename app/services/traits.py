@@ -8,10 +8,10 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import GenerationConflict
 from app.errors import bad_request, conflict, not_found
 from app.models import ProviderTrait, Trait
 from app.services.standard import is_custom
+from app.statements import GenerationConflict
 from app.timeutil import latest
 
 

@@ -71,7 +71,7 @@ async def test_a_connection_idle_for_long_is_pinged_before_use(
     pings: list[object] = []
     engine = app.state.database.engine.sync_engine
     monkeypatch.setattr(engine.dialect, "do_ping", lambda conn: pings.append(conn) or False)
-    monkeypatch.setattr("app.db.IDLE_PING_AFTER_S", 0.0)
+    monkeypatch.setattr("app.engines.IDLE_PING_AFTER_S", 0.0)
     assert (await client.get("/resource_providers")).status_code == 200
     if database_url.startswith("postgresql"):
         assert pings  # the idle connection was pinged, failed it, and was replaced

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db import make_engine
+from app.engines import make_engine
 from app.migrations_runner import head_revision, upgrade
 from app.models import Base
 from tests.conftest import PG_URL, scratch_database
@@ -59,7 +59,7 @@ async def test_empty_database_upgrades_to_head_with_no_drift(empty_database: str
 _START = textwrap.dedent(
     """
     import asyncio, sys
-    from app.db import make_engine
+    from app.engines import make_engine
     from app.main import create_app
     from app.migrations_runner import upgrade
     from app.settings import Settings

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db import make_engine
+from app.engines import make_engine
 from app.migrations_runner import upgrade
 from tests.conftest import PG_URL, TEST_SECRET, test_settings
 

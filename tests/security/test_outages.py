@@ -22,7 +22,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import make_url
 
-from app.db import make_engine
+from app.engines import make_engine
 from app.main import create_app
 from app.migrations_runner import upgrade
 from tests.allocation_helpers import body, generation_of, make_provider, new_uuid

@@ -11,9 +11,10 @@ from fastapi import FastAPI
 from sqlalchemy import bindparam, func, insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Database, _compiled, execute_core
+from app.db import Database
 from app.models import Allocation, Project, ResourceProvider
 from app.models.base import utcnow
+from app.statements import _compiled, execute_core
 from tests.conftest import test_settings as settings_for
 
 
