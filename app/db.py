@@ -18,13 +18,14 @@ from typing import Any, TypeVar
 import asyncpg
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 
 from app.engines import make_engine
-from app.errors import CONCURRENT_UPDATE, ApiError
-from app.observability import GENERATION_RETRIES
+from app.errors import CONCURRENT_UPDATE, ApiError, is_database_unavailable
+from app.observability import GENERATION_RETRIES, REPLICA_READS
+from app.replicas import ReplicaMonitor
 from app.settings import Settings
 from app.statements import DRIVER, GenerationConflict
 
@@ -113,10 +114,13 @@ class Database:
             autoflush=False,
             sync_session_class=write_session,
         )
-        read_bind = self.read_engine
-        if read_bind.dialect.name == "sqlite":
-            read_bind = read_bind.execution_options(sqlite_readonly=True)
-        self._reader = async_sessionmaker(read_bind, expire_on_commit=False, autoflush=False)
+        self._reader = self._read_sessions(self.engine)
+        self.replica: ReplicaMonitor | None = None
+        if self.read_engine is not self.engine:
+            self._replica_reader = self._read_sessions(self.read_engine)
+            self.replica = ReplicaMonitor(
+                self.engine, self.read_engine, settings.database_read_max_lag_ms
+            )
         # Writers wait here for one of the pool's connections, first come, first served. The
         # pool's own queue lets a newcomer take a connection just handed to a waiter, which
         # then goes to the back of the line: under load that was a claim's p99 at 4x its p50.
@@ -124,13 +128,59 @@ class Database:
             settings.database_pool_size + settings.database_max_overflow
         )
 
+    @staticmethod
+    def _read_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+        bind = engine
+        if engine.dialect.name == "sqlite":
+            bind = engine.execution_options(sqlite_readonly=True)
+        return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
+
+    async def start(self) -> None:
+        if self.replica is not None:
+            await self.replica.check()  # known before the first request
+            self.replica.start()
+
     async def dispose(self) -> None:
+        if self.replica is not None:
+            await self.replica.stop()
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
 
     async def reader(self) -> AsyncIterator[AsyncSession]:
-        """A read-only session for one request; rolled back at the end."""
+        """A read-only session on the primary for one request; rolled back at the end."""
+        async with self._reader() as session:
+            yield session
+
+    async def stale_reader(
+        self, *, primary: bool = False, on_replica: Callable[[], None] = lambda: None
+    ) -> AsyncIterator[AsyncSession]:
+        """For reads that may be stale by up to ALLOT_DATABASE_READ_MAX_LAG_MS: a session on
+        the read replica while it is that fresh, else (or with `primary`) on the primary.
+
+        Its connection is taken at once, so a replica gone since the last check costs a
+        fallback, not an error; `on_replica` is told when the replica serves, so that a read
+        it fails in the middle can be run again on the primary (app.middleware does).
+        """
+        if self.replica is not None and primary:
+            self.replica.unreachable()  # it failed this very request: wait for a check
+        elif self.replica is not None and self.replica.fresh:
+            session = self._replica_reader()
+            try:
+                await session.connection()
+            except Exception as exc:
+                await session.close()
+                if not is_database_unavailable(exc):
+                    raise
+                self.replica.unreachable()
+            else:
+                REPLICA_READS.labels("replica").inc()
+                on_replica()
+                async with session:
+                    yield session
+                return
+        if self.replica is not None:
+            REPLICA_READS.labels("primary").inc()
         async with self._reader() as session:
             yield session
 

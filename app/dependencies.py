@@ -34,8 +34,23 @@ async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def stale_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    database: Database = request.app.state.database
+    state = request.state
+
+    def on_replica() -> None:
+        state.read_from_replica = True  # app.middleware runs the request again if it fails
+
+    primary = getattr(state, "read_again_on_primary", False)
+    async for session in database.stale_reader(primary=primary, on_replica=on_replica):
+        yield session
+
+
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[AsyncSession, Depends(read_session)]
+# For the reads that may be stale (lists, allocation candidates): the read replica while it is
+# fresh enough (ALLOT_DATABASE_READ_MAX_LAG_MS), else the primary. Never to decide a write.
+StaleSessionDep = Annotated[AsyncSession, Depends(stale_read_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 

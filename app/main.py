@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
         app.state.database = database
+        await database.start()
         if settings.is_embedded:
             await upgrade(database.engine)
         await database.write(sync_standard_names)

@@ -79,7 +79,16 @@ class RequestContextMiddleware:
             version = microversion.negotiate(headers.get("openstack-api-version"))
             state["microversion"] = version
             _check_content_length(headers, self.max_body_bytes)
-            await self.app(scope, self._limited(receive), send_wrapper)
+            limited = self._limited(receive)
+            try:
+                await self.app(scope, limited, send_wrapper)
+            except Exception as exc:
+                if not _replica_read_failed(exc, state, bool(status_holder["started"])):
+                    raise
+                # The read replica went away in the middle of a read that may be stale (a
+                # GET: nothing was written): once more, on the primary.
+                state["read_again_on_primary"] = True
+                await self.app(scope, limited, send_wrapper)
         except ApiError as exc:
             await _send_error(
                 send_wrapper, exc.status, exc.code, request_id, exc.headers, headers, exc.extra
@@ -145,6 +154,15 @@ def _wants_no_store(scope: Scope, status: int) -> bool:
     # Placement's successful responses carry no cache headers (reads from 1.15 set their own);
     # its clients' tests forbid any there. Error bodies are never to be cached.
     return status >= 400
+
+
+def _replica_read_failed(exc: Exception, state: dict[str, Any], started: bool) -> bool:
+    return (
+        not started
+        and bool(state.pop("read_from_replica", False))
+        and not state.get("read_again_on_primary")
+        and is_database_unavailable(exc)
+    )
 
 
 # The request headers allot reads; each must hold header text only (app.text).

@@ -61,6 +61,16 @@ POOL_CHECKED_OUT = Gauge(
     "Database connections in use",
     multiprocess_mode="livesum",
 )
+REPLICA_LAG = Gauge(
+    "allot_db_replica_lag_seconds",
+    "Upper bound on the read replica's staleness (-1: not usable)",
+    multiprocess_mode="max",
+)
+REPLICA_READS = Counter(
+    "allot_db_stale_reads_total",
+    "Reads that may be stale, by where they were served",
+    ["target"],
+)
 
 # Belt and braces: whatever a log call is handed, a bearer token never reaches the output.
 _SECRET_RE = re.compile(r"(?i)(bearer\s+|x-auth-token[\"':=\s]+)[A-Za-z0-9._~+/=-]+")

@@ -30,7 +30,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     database_url: str = DEFAULT_DATABASE_URL
+    # A read replica (one or several standbys) for the reads that may be stale, used while
+    # it is at most this far behind the primary.
     database_read_url: str | None = None
+    database_read_max_lag_ms: int = Field(default=1000, ge=0, le=3_600_000)
     # Per process. More connections than PostgreSQL has cores to run them only queue inside it:
     # on 2 cores, 3-5 per process of 2 gave 20% more claims/s than 10, at a lower p99.
     database_pool_size: int = Field(default=5, ge=1, le=200)

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from app.authz.dependencies import CandidatesRead
-from app.dependencies import SessionDep, SettingsDep, Version, since
+from app.dependencies import SettingsDep, StaleSessionDep, Version, since
 from app.httpcache import set_last_modified
 from app.microversion import Microversion
 from app.query import (
@@ -46,7 +46,7 @@ MAPPINGS = 34
 async def list_allocation_candidates(
     request: Request,
     version: Version,
-    session: SessionDep,
+    session: StaleSessionDep,
     settings: SettingsDep,
     access: CandidatesRead,
     resources: Annotated[

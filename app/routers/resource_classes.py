@@ -7,7 +7,14 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from app.authz.dependencies import ResourceClassesRead, ResourceClassesWrite
-from app.dependencies import CustomPathName, DatabaseDep, SessionDep, Version, since
+from app.dependencies import (
+    CustomPathName,
+    DatabaseDep,
+    SessionDep,
+    StaleSessionDep,
+    Version,
+    since,
+)
 from app.dependencies import PathName as ClassName
 from app.httpcache import set_last_modified
 from app.models import ResourceClass
@@ -38,7 +45,7 @@ async def list_resource_classes(
     request: Request,
     response: Response,
     version: Version,
-    session: SessionDep,
+    session: StaleSessionDep,
     _: ResourceClassesRead,
 ) -> dict[str, Any]:
     classes = await service.list_all(session)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz.access import Access
 from app.authz.dependencies import ProvidersCreate, ProvidersRead, ProvidersWrite
-from app.dependencies import DatabaseDep, SessionDep, Version
+from app.dependencies import DatabaseDep, SessionDep, StaleSessionDep, Version
 from app.errors import QUERY_BAD_VALUE, UNDEFINED, ApiError, bad_request
 from app.httpcache import set_last_modified
 from app.microversion import Microversion
@@ -135,7 +135,7 @@ async def list_resource_providers(
     request: Request,
     response: Response,
     version: Version,
-    session: SessionDep,
+    session: StaleSessionDep,
     access: ProvidersRead,
     name: Annotated[str | None, Query(max_length=200)] = None,
     uuid: Annotated[str | None, Query(max_length=64)] = None,

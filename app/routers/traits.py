@@ -7,7 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from app.authz.dependencies import TraitsRead, TraitsWrite
-from app.dependencies import CustomPathName, DatabaseDep, PathName, SessionDep, Version, since
+from app.dependencies import (
+    CustomPathName,
+    DatabaseDep,
+    PathName,
+    SessionDep,
+    StaleSessionDep,
+    Version,
+    since,
+)
 from app.errors import QUERY_BAD_VALUE, bad_request
 from app.httpcache import set_last_modified
 from app.query import Query as QueryString
@@ -46,7 +54,7 @@ async def list_traits(
     request: Request,
     response: Response,
     version: Version,
-    session: SessionDep,
+    session: StaleSessionDep,
     _: TraitsRead,
     name: Annotated[
         str | None,
