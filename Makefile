@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check conformance bench clean venv browser containers pgbouncer lock
+.PHONY: run test lint typecheck check conformance bench clean venv browser containers ha-tools lock
 
 # Every dependency comes from uv.lock, versions and hashes (`make lock` after changing
 # pyproject.toml's dependencies). --inexact keeps pip and uv themselves in the environment.
@@ -50,9 +50,11 @@ containers:
 	@test -x /usr/bin/podman -a -x /usr/sbin/runc -a -x /usr/sbin/debootstrap || { \
 	  apt-get update -q && apt-get install -y -q podman runc debootstrap; }
 
-# PgBouncer, which a concurrency test puts between allot and PostgreSQL (transaction mode).
-pgbouncer:
-	@test -x /usr/sbin/pgbouncer || { apt-get update -q && apt-get install -y -q pgbouncer; }
+# The engines the scale-out tests run: PgBouncer (transaction mode) between allot and
+# PostgreSQL, and a Patroni-managed cluster with its etcd.
+ha-tools:
+	@test -x /usr/sbin/pgbouncer -a -x /usr/bin/patroni -a -x /usr/bin/etcd || { \
+	  apt-get update -q && apt-get install -y -q pgbouncer patroni etcd-server; }
 
 conformance: $(STAMP)
 	bash tests/conformance/run.sh

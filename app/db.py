@@ -235,10 +235,20 @@ class Database:
         driver: Any = held.pooled.driver_connection
         session = self._writer(info={_HELD: held, DRIVER: driver})
         try:
-            async with driver.transaction():
+            transaction = driver.transaction()
+            await transaction.start()
+            try:
                 result = await work(session)
                 if session.new or session.dirty or session.deleted:
                     await session.flush()  # what the ORM still holds, in this transaction
+            except BaseException:
+                # On a connection lost midway the rollback fails too ("another operation is
+                # in progress"), and the server has rolled back already: the first error is
+                # the one to answer (503 for an outage), not the rollback's.
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()
+                raise
+            await transaction.commit()
             return result
         finally:
             try:

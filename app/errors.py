@@ -176,13 +176,17 @@ UNAVAILABLE_RETRY_AFTER = "5"
 # a session closed for idleness, and a standby reached where a primary was (a failover).
 _OUTAGE_SQLSTATE_CLASSES = ("08",)
 _OUTAGE_SQLSTATES = frozenset({"53300", "57P01", "57P02", "57P03", "57P05", "25006"})
-# What asyncpg says when a statement is tried on a connection that is gone.
+# What asyncpg says when a statement is tried on a connection that is gone, or that a
+# failure left in the middle of another exchange (seen as a primary died under load).
 _CLOSED_CONNECTION = ("connection is closed", "connection was closed")
+_CONNECTION_LEFT_MIDWAY = "another operation"
 
 
 def _is_outage(exc: BaseException) -> bool:
     if isinstance(exc, OSError | sqlalchemy.exc.TimeoutError | sqlalchemy.exc.DisconnectionError):
         return True  # refused, reset, unreachable, DNS, a pool or write-slot timeout
+    if isinstance(exc, asyncpg.TargetServerAttributeNotMatched):
+        return True  # every host named is up but none is a primary: a failover under way
     if isinstance(exc, sqlalchemy.exc.DBAPIError):
         if exc.connection_invalidated:
             return True
@@ -195,6 +199,8 @@ def _is_outage(exc: BaseException) -> bool:
         return True
     if isinstance(exc, asyncpg.InterfaceError | sqlalchemy.exc.InterfaceError):
         return any(words in str(exc) for words in _CLOSED_CONNECTION)
+    if isinstance(exc, asyncpg.InternalClientError):
+        return _CONNECTION_LEFT_MIDWAY in str(exc)
     return False
 
 

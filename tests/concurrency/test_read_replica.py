@@ -45,7 +45,9 @@ class Replicated:
 
 @pytest.fixture(scope="module")
 async def replicated() -> AsyncIterator[Replicated]:
-    with primary_and_standby((free_port(PORTS), free_port(PORTS))) as (primary, standby):
+    first = free_port(PORTS)
+    second = next(p for p in iter(lambda: free_port(PORTS), None) if p != first)
+    with primary_and_standby((first, second)) as (primary, standby):
         engine = make_engine(primary.url, settings_for(primary.url))
         await upgrade(engine)
         await engine.dispose()
