@@ -289,7 +289,9 @@ def markdown(results: dict[str, Any]) -> str:
                 for r in results["candidates"]
             ],
         )
-    lines += container_section(Path(__file__).resolve().parent / "results" / "container.json")
+    here = Path(__file__).resolve().parent / "results"
+    lines += container_section(here / "container.json")
+    lines += scale_out_section(here / "scale_out.json")
     lines += [
         "",
         "## How to reproduce",
@@ -359,6 +361,49 @@ def container_section(path: Path) -> list[str]:
         "about a minute). 'Refused' requests were sent after the server stopped accepting "
         "(connection refused, or a keep-alive connection the shutdown closed); "
         "tests/deployment/test_container.py checks that requests in flight are answered.",
+    ]
+
+
+def scale_out_section(path: Path) -> list[str]:
+    """PgBouncer beside direct, and failover recovery (bench/scale_out.py), when recorded."""
+    if not path.exists():
+        return []
+    figures = json.loads(path.read_text())
+    pooled, failover = figures["pgbouncer"], figures["failover"]
+    rows = [
+        [
+            name,
+            ", ".join(str(x) for x in pooled[name]["claims_per_s"]),
+            ", ".join(
+                f"{a} / {b}"
+                for a, b in zip(pooled[name]["p50_ms"], pooled[name]["p99_ms"], strict=True)
+            ),
+            pooled[name]["over_allocated"],
+        ]
+        for name in ("direct", "pgbouncer")
+    ]
+    return [
+        "",
+        "## Scale-out (bench/scale_out.py)",
+        "",
+        f"Recorded {figures['recorded']} at commit `{figures['commit']}`, on the machine above. "
+        f"Claims: allot (2 workers, 5 connections each) direct to PostgreSQL, then through "
+        f"Debian's PgBouncer 1.18 in transaction mode (6 server connections, "
+        f"`ALLOT_DATABASE_TRANSACTION_POOLER=true`), alternated {pooled['rounds']} times, "
+        f"{pooled['clients']} clients, {pooled['seconds']} s each.",
+        "",
+        *_table(["path", "accepted claims/s", "p50 / p99 ms", "over-allocated"], rows),
+        "",
+        f"Through PgBouncer allot made {pooled['pgbouncer_share_of_direct']:.0%} of its direct "
+        "claims/s (median of the rounds): every statement is prepared again in each "
+        "transaction, as no prepared statement may outlive one, and each goes through one "
+        "more process.",
+        "",
+        "Failover: a 2-node Patroni cluster (synchronous mode, TTL "
+        f"{failover['ttl_s']} s); the primary's host killed (Patroni and postmaster, SIGKILL), "
+        "then seconds until allot, not restarted, decided a write again: "
+        + ", ".join(f"{s} s" for s in failover["kill_to_first_write_s"])
+        + " (goal: at most 15 s).",
     ]
 
 
