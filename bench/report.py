@@ -404,6 +404,15 @@ def scale_out_section(path: Path) -> list[str]:
         "then seconds until allot, not restarted, decided a write again: "
         + ", ".join(f"{s} s" for s in failover["kill_to_first_write_s"])
         + " (goal: at most 15 s).",
+        "",
+        f"Read replica: {figures['replica']['requests']} allocation-candidates requests over "
+        "200 providers, on a primary and a streaming standby of the bench's own; the primary's "
+        "CPU per request (its postmaster and backends, from /proc): "
+        + ", ".join(
+            f"{name} {ms} ms"
+            for name, ms in figures["replica"]["primary_cpu_ms_per_request"].items()
+        )
+        + ".",
     ]
 
 
