@@ -52,10 +52,8 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
-# session.info keys of a PostgreSQL write in progress: its driver connection, and the pooled
-# connection it holds (_Held).
-
-
+# session.info key of a PostgreSQL write in progress: the pooled connection it holds (_Held);
+# its driver connection is under app.statements.DRIVER.
 _HELD = "allot.held"
 
 

@@ -48,7 +48,7 @@ def _sizes() -> dict[str, Any]:
     listing = c.podman(
         "run",
         "--rm",
-        *c.run_args()[2:],
+        *c.RUN_LIMITS,
         "--entrypoint",
         "sh",
         c.IMAGE,
@@ -132,7 +132,7 @@ def main() -> None:
         migrated = c.podman(
             "run",
             "--rm",
-            *c.run_args()[2:],
+            *c.RUN_LIMITS,
             "--network",
             "host",
             *_env(args.database_url),

@@ -26,7 +26,8 @@ import httpx
 from bench import load
 from tests.concurrency import servers
 from tests.conftest import mint
-from tests.patroni_cluster import patroni_cluster, wait_for
+from tests.deployment.topology import free_port, wait_for
+from tests.patroni_cluster import patroni_cluster
 
 HERE = Path(__file__).resolve().parent
 PORTS = range(8900, 8950)
@@ -73,10 +74,7 @@ async def pgbouncer_beside_direct(rounds: int, clients: int, seconds: float) -> 
 
 def failover(rounds: int) -> dict[str, Any]:
     """Seconds from killing the primary's host to the first write decided again."""
-    ports: list[int] = []
-    while len(ports) < 6:
-        port = servers.free_port(PORTS)
-        ports += [port] if port not in ports else []
+    ports = [free_port() for _ in range(6)]
     recoveries = []
     with patroni_cluster(ports) as nodes, tempfile.TemporaryDirectory() as tmp:
         hosts = "&".join(f"host=127.0.0.1:{n.pg_port}" for n in nodes)
@@ -143,8 +141,7 @@ async def replica_cpu(requests: int) -> dict[str, Any]:
     from tests.conftest import test_settings as settings_for
     from tests.pg_cluster import primary_and_standby
 
-    first = servers.free_port(PORTS)
-    second = next(p for p in iter(lambda: servers.free_port(PORTS), None) if p != first)
+    first, second = free_port(), free_port()
     per_request: dict[str, float] = {}
     with primary_and_standby((first, second)) as (primary, standby):
         engine = make_engine(primary.url, settings_for(primary.url))

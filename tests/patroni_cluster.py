@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from tests.deployment.topology import wait_for
 from tests.pg_cluster import _as_postgres, _bindir
 
 TTL_S = 10
@@ -151,13 +151,6 @@ def _node_config(
     }
 
 
-def wait_for(predicate: object, what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.2)
-
-
 @contextlib.contextmanager
 def patroni_cluster(ports: list[int]) -> Iterator[list[Node]]:
     """etcd and two Patroni nodes; yields the nodes once one is primary and the other its
@@ -192,7 +185,7 @@ def patroni_cluster(ports: list[int]) -> Iterator[list[Node]]:
             nodes.append(Node(name, pg_port, api_port, workdir, config))
         try:
             nodes[0].start()
-            wait_for(lambda: nodes[0].role() == "primary", "node1 to bootstrap as primary")
+            wait_for(lambda: nodes[0].role() == "primary", "node1 to bootstrap as primary", 90)
             nodes[1].start()
             wait_for(nodes[1].is_sync_replica, "node2 to become the synchronous replica", 150)
         except AssertionError as exc:

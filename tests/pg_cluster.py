@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,10 +126,3 @@ def primary_and_standby(ports: tuple[int, int]) -> Iterator[tuple[Server, Server
         standby.stop("immediate")
         primary.stop("immediate")
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def wait_until(predicate: object, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.1)

@@ -31,9 +31,10 @@ from app.schemas.allocations import (
     ProviderAllocationsOut,
     canonical_uuid,
 )
+from app.services import allocation_reads, providers
 from app.services import allocations as service
-from app.services import providers
-from app.services.allocations import ConsumerWrite, Held
+from app.services.allocation_reads import Held
+from app.services.allocations import ConsumerWrite
 from app.services.consumers import UNKNOWN_TYPE
 from app.timeutil import latest
 
@@ -139,7 +140,7 @@ async def show_allocations(
     """A consumer's allocations; an unknown (or another tenant's) consumer has none."""
     uuid = _as_uuid(consumer_uuid)
     consumer, allocations = (
-        await service.for_consumer(session, access, uuid) if uuid else (None, [])
+        await allocation_reads.for_consumer(session, access, uuid) if uuid else (None, [])
     )
     set_last_modified(response, version, latest(among=(a.created_at for a in allocations)))
     return _for_consumer(allocations, consumer, version)
@@ -216,7 +217,7 @@ async def list_provider_allocations(
     """Every consumer's allocations on one provider."""
     provider = await providers.get(session, access, _as_uuid(uuid) or uuid)
     access.require(actions.PROVIDER_ALLOCATIONS_READ, provider.owner, provider.uuid)
-    allocations = await service.for_provider(session, provider.id)
+    allocations = await allocation_reads.for_provider(session, provider.id)
     by_consumer: dict[str, Any] = {}
     for held in allocations:
         entry = by_consumer.setdefault(held.consumer_uuid, {"resources": {}})

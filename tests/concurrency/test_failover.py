@@ -28,10 +28,11 @@ from sqlalchemy import select
 from app.engines import make_engine
 from app.migrations_runner import upgrade
 from app.models import Allocation, Consumer, ResourceProvider
-from tests.concurrency.servers import allot_serve, free_port
+from tests.concurrency.servers import allot_serve
 from tests.conftest import auth, mint
 from tests.conftest import test_settings as settings_for
-from tests.patroni_cluster import Node, patroni_cluster, wait_for
+from tests.deployment.topology import free_port, wait_for
+from tests.patroni_cluster import Node, patroni_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -197,10 +198,7 @@ async def test_claims_survive_a_failover_and_a_failback(capsys: pytest.CaptureFi
         if os.environ.get("CI") == "true":
             pytest.fail("CI needs patroni and etcd-server (.ci/run installs them)")
         pytest.skip("needs Debian's patroni and etcd-server")
-    ports: list[int] = []
-    while len(ports) < 6:  # six different ones: each call picks any free port of the range
-        port = free_port(PORTS)
-        ports += [port] if port not in ports else []
+    ports = [free_port() for _ in range(6)]
     with patroni_cluster(ports) as (first, second), tempfile.TemporaryDirectory() as tmp:
         hosts = f"host=127.0.0.1:{first.pg_port}&host=127.0.0.1:{second.pg_port}"
         url = f"postgresql+asyncpg://postgres@/postgres?{hosts}&target_session_attrs=read-write"

@@ -21,9 +21,9 @@ from sqlalchemy import event
 from app.engines import make_engine
 from app.main import create_app
 from app.migrations_runner import upgrade
-from tests.concurrency.servers import free_port
 from tests.conftest import PG_URL, make_client, mint
 from tests.conftest import test_settings as settings_for
+from tests.deployment.topology import free_port
 from tests.pg_cluster import Server, execute, primary_and_standby
 
 pytestmark = [
@@ -31,7 +31,6 @@ pytestmark = [
     pytest.mark.skipif(not PG_URL, reason="PostgreSQL's binaries come with its server (CI)"),
 ]
 
-PORTS = range(8750, 8800)
 MAX_LAG_MS = 300
 
 
@@ -45,9 +44,7 @@ class Replicated:
 
 @pytest.fixture(scope="module")
 async def replicated() -> AsyncIterator[Replicated]:
-    first = free_port(PORTS)
-    second = next(p for p in iter(lambda: free_port(PORTS), None) if p != first)
-    with primary_and_standby((first, second)) as (primary, standby):
+    with primary_and_standby((free_port(), free_port())) as (primary, standby):
         engine = make_engine(primary.url, settings_for(primary.url))
         await upgrade(engine)
         await engine.dispose()

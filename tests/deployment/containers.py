@@ -21,7 +21,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "localhost/allot-base:bookworm"
 IMAGE = "localhost/allot:test"
-_RUN_LIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
+RUN_LIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
 # What the Dockerfile's base has that a Debian minbase lacks: Python and its venv module.
 _BASE_PACKAGES = "python3,python3-venv,python-is-python3,ca-certificates"
 
@@ -99,7 +99,7 @@ def ensure_services_image() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "Containerfile").write_text(_SERVICES_CONTAINERFILE)
         podman(
-            *("build", "--isolation", "chroot", "--network", "host", *_RUN_LIMITS),
+            *("build", "--isolation", "chroot", "--network", "host", *RUN_LIMITS),
             *("--tag", SERVICES_IMAGE, tmp),
             timeout=600,
         )
@@ -116,7 +116,7 @@ def build_image() -> None:
         "host",
         "--format",
         "docker",  # keeps the HEALTHCHECK
-        *_RUN_LIMITS,
+        *RUN_LIMITS,
         "--build-arg",
         f"PYTHON_IMAGE={BASE_IMAGE}",
         "--tag",
@@ -127,8 +127,8 @@ def build_image() -> None:
 
 
 def run_args(*extra: str) -> list[str]:
-    """`podman run` with the limits this machine needs, detached, removed afterwards."""
-    return ["run", "--detach", *_RUN_LIMITS, *extra]
+    """`podman run` with the limits this machine needs, detached."""
+    return ["run", "--detach", *RUN_LIMITS, *extra]
 
 
 @contextlib.contextmanager

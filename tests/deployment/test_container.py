@@ -81,7 +81,7 @@ def _serve(port: int) -> list[str]:
 
 
 def _one_shot(*args: str) -> tuple[int, str]:
-    result = c.podman("run", "--rm", *c.run_args()[2:], *args, check=False, timeout=120)
+    result = c.podman("run", "--rm", *c.RUN_LIMITS, *args, check=False, timeout=120)
     lines = [ln for ln in result.stderr.splitlines() if not ln.startswith("time=")]
     return result.returncode, result.stdout + "\n".join(lines)
 
