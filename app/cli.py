@@ -58,8 +58,8 @@ def _metrics_dir_for_workers(workers: int) -> None:
     except OSError as exc:
         where = configured or "a temporary directory"
         raise ConfigurationError(
-            f"PROMETHEUS_MULTIPROC_DIR: {workers} workers need a writable directory for their "
-            f"metrics, and {where} is not writable ({exc.strerror or exc}); "
+            "PROMETHEUS_MULTIPROC_DIR: the workers' metrics need a writable directory, "
+            f"and {where} is not writable ({exc.strerror or exc}); "
             f"set PROMETHEUS_MULTIPROC_DIR to a writable path and {_WRITABLE_HINT}"
         ) from None
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = fresh

@@ -67,6 +67,7 @@ class ReplicaMonitor:
             if self.reachable:
                 log.warning("read replica unreachable", extra={"error_detail": repr(exc)[:300]})
             self.reachable = False
+            REPLICA_LAG.set(-1)
             return
         self.reachable = True
         if replayed:
