@@ -154,9 +154,9 @@ def _parse_ttl(value: str) -> int:
 
 
 def _token(args: argparse.Namespace) -> None:
-    from app.authz.tokens import Authenticator
+    from app.authz.jwt_tokens import JwtAuthenticator
 
-    authenticator = Authenticator(_settings())
+    authenticator = JwtAuthenticator(_settings())
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     print(
         authenticator.mint(

@@ -12,8 +12,8 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from app import docs, openapi
+from app.authz.authentication import Authentication
 from app.authz.policy import Policy
-from app.authz.tokens import Authenticator
 from app.db import Database
 from app.error_handlers import install_handlers
 from app.middleware import CorsMiddleware, RequestContextMiddleware
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     policy = Policy(settings.policy)
-    authenticator = Authenticator(settings)
+    authentication = Authentication(settings)
     rate_limiter = RateLimiter(settings)
 
     @asynccontextmanager
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await authentication.close()
             await database.dispose()
 
     app = FastAPI(
@@ -104,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.policy = policy
-    app.state.authenticator = authenticator
+    app.state.authentication = authentication
     app.state.rate_limiter = rate_limiter
 
     install_handlers(app)

@@ -41,6 +41,8 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 subject_var: ContextVar[str] = ContextVar("subject", default="")
+# The service acting for the user (a valid X-Service-Token), logged beside the subject.
+service_subject_var: ContextVar[str] = ContextVar("service_subject", default="")
 
 REQUESTS = Counter("allot_requests_total", "HTTP requests answered", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -71,15 +73,39 @@ REPLICA_READS = Counter(
     "Reads that may be stale, by where they were served",
     ["target"],
 )
+KEYSTONE_VALIDATIONS = Counter(
+    "allot_keystone_validations_total",
+    "Keystone token validations asked of Keystone, by outcome (valid, invalid, unavailable)",
+    ["result"],
+)
+KEYSTONE_CACHE_HITS = Counter(
+    "allot_keystone_cache_hits_total",
+    "Keystone tokens answered from the cache, by what was remembered (valid, invalid)",
+    ["result"],
+)
+KEYSTONE_FAILURES = Counter(
+    "allot_keystone_failures_total",
+    "Calls to Keystone that gave no answer, by reason",
+    ["reason"],
+)
+KEYSTONE_LATENCY = Histogram(
+    "allot_keystone_request_duration_seconds",
+    "Latency of calls to Keystone (validate a token; authenticate allot's service user)",
+    ["call"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 # Belt and braces: whatever a log call is handed, a bearer token never reaches the output.
-_SECRET_RE = re.compile(r"(?i)(bearer\s+|x-auth-token[\"':=\s]+)[A-Za-z0-9._~+/=-]+")
+_SECRET_RE = re.compile(
+    r"(?i)(bearer\s+|x-(?:auth|service|subject)-token[\"':=\s]+)[A-Za-z0-9._~+/=-]+"
+)
 
 
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         record.subject = subject_var.get()
+        record.service_subject = service_subject_var.get()
         if isinstance(record.msg, str):
             record.msg = _SECRET_RE.sub(r"\1[redacted]", record.msg)
         return True
@@ -93,6 +119,7 @@ def _record_with_context(*args: Any, **kwargs: Any) -> logging.LogRecord:
     record = _make_record(*args, **kwargs)
     record.request_id = request_id_var.get()
     record.subject = subject_var.get()
+    record.service_subject = service_subject_var.get()
     return record
 
 
@@ -102,7 +129,8 @@ class _AllotHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def json_formatter() -> logging.Formatter:
     return JsonFormatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(subject)s",
+        "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(subject)s "
+        "%(service_subject)s",
         rename_fields={"asctime": "time", "levelname": "level"},
     )
 
@@ -117,8 +145,8 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).disabled = True
-    # Casbin prints its whole model at INFO on every load.
-    for chatty in ("casbin",):
+    # Casbin prints its whole model at INFO on every load; httpx a line per call to Keystone.
+    for chatty in ("casbin", "httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     # Uvicorn's own loggers go through the same JSON handler.
     for name in ("uvicorn", "uvicorn.error"):

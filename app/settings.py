@@ -64,6 +64,21 @@ class Settings(BaseSettings):
     auth_roles_claim: str = "roles"
     auth_system_claim: str = "system"
 
+    # Keystone tokens (Identity v3), validated with allot's own service credentials.
+    auth_keystone_url: str | None = None
+    auth_keystone_username: str | None = None
+    auth_keystone_password: str | None = Field(default=None, repr=False)
+    auth_keystone_password_file: Path | None = None
+    auth_keystone_project: str = "service"
+    auth_keystone_user_domain: str = "Default"
+    auth_keystone_project_domain: str = "Default"
+    auth_keystone_ca_file: Path | None = None
+    auth_keystone_timeout: float = Field(default=5.0, gt=0, le=60)
+    # A validated token is trusted this long at most (and never past its expiry): a revoked
+    # token stops working within this time.
+    auth_keystone_cache_seconds: int = Field(default=300, ge=0, le=86_400)
+    auth_keystone_cache_size: int = Field(default=10_000, ge=1, le=1_000_000)
+
     policy: str = "tenant"
 
     rate_limit: str = "1000/second"
@@ -115,18 +130,42 @@ class Settings(BaseSettings):
             raise ValueError("must be tenant, placement or a policy file path")
         return value
 
+    @field_validator("auth_keystone_url")
+    @classmethod
+    def _identity_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be the Identity v3 URL, e.g. http://keystone:5000/v3")
+        return value.rstrip("/") if value else value
+
     @model_validator(mode="after")
     def _production_needs_a_key(self) -> Settings:
-        if self.env == "production" and not self.has_key_source:
+        if self.env == "production" and not (self.has_key_source or self.auth_keystone_url):
             raise ValueError(
-                "ALLOT_ENV=production needs ALLOT_AUTH_JWT_SECRET, "
-                "ALLOT_AUTH_PUBLIC_KEY_FILE or ALLOT_AUTH_JWKS_URL"
+                "ALLOT_ENV=production needs ALLOT_AUTH_JWT_SECRET, ALLOT_AUTH_PUBLIC_KEY_FILE, "
+                "ALLOT_AUTH_JWKS_URL or ALLOT_AUTH_KEYSTONE_URL"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _keystone_needs_credentials(self) -> Settings:
+        if self.auth_keystone_url and not (
+            self.auth_keystone_username
+            and (self.auth_keystone_password or self.auth_keystone_password_file)
+        ):
+            raise ValueError(
+                "ALLOT_AUTH_KEYSTONE_URL needs ALLOT_AUTH_KEYSTONE_USERNAME and "
+                "ALLOT_AUTH_KEYSTONE_PASSWORD (or ALLOT_AUTH_KEYSTONE_PASSWORD_FILE)"
             )
         return self
 
     @property
     def has_key_source(self) -> bool:
         return bool(self.auth_jwt_secret or self.auth_public_key_file or self.auth_jwks_url)
+
+    @property
+    def verifies_jwts(self) -> bool:
+        """JWTs are verified with a configured key, or (without Keystone) the local one."""
+        return self.has_key_source or not self.auth_keystone_url
 
     @property
     def is_embedded(self) -> bool:

@@ -8,11 +8,11 @@ from fastapi import Depends, Request
 
 from app.authz import actions
 from app.authz.access import Access
+from app.authz.authentication import Authentication
 from app.authz.policy import Scope
-from app.authz.subjects import Subject
-from app.authz.tokens import Authenticator, InvalidToken
-from app.errors import AUTH_REQUIRED, ApiError
-from app.observability import subject_var
+from app.authz.subjects import IdentityUnavailable, InvalidToken, Subject
+from app.errors import AUTH_REQUIRED, UNAVAILABLE, UNAVAILABLE_RETRY_AFTER, ApiError
+from app.observability import service_subject_var, subject_var
 from app.ratelimit import RateLimiter
 
 _BEARER = "bearer "
@@ -31,20 +31,33 @@ def _client_address(request: Request) -> str:
 
 async def current_subject(request: Request) -> Subject:
     state = request.app.state
-    authenticator: Authenticator = state.authenticator
+    authentication: Authentication = state.authentication
     limiter: RateLimiter = state.rate_limiter
-    token = _token(request)
     try:
+        token = _token(request)
         if token is None:
             raise InvalidToken("no credentials")
-        subject = await authenticator.verify_async(token)
+        subject = await authentication.subject(token)
+        service_token = request.headers.get("x-service-token")
+        if service_token:
+            # A service acting for the user (Nova for an instance's owner): the service's
+            # token must be valid too, and its identity is logged beside the user's.
+            service = await authentication.subject(service_token)
+            service_subject_var.set(service.user_id)
     except InvalidToken as exc:
         await limiter.hit_anonymous(_client_address(request))
         raise ApiError(
             401,
             AUTH_REQUIRED,
             log_detail=str(exc),
-            headers={"WWW-Authenticate": "Bearer"},
+            headers={"WWW-Authenticate": authentication.challenge},
+        ) from None
+    except IdentityUnavailable as exc:
+        raise ApiError(
+            503,
+            UNAVAILABLE,
+            log_detail=f"token not validated: {exc}",
+            headers={"Retry-After": UNAVAILABLE_RETRY_AFTER},
         ) from None
     await limiter.hit_subject(subject.user_id)
     subject_var.set(subject.user_id)

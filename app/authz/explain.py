@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from app.authz import actions
+from app.authz.authentication import Authentication
 from app.authz.policy import Policy
-from app.authz.tokens import Authenticator, InvalidToken
+from app.authz.subjects import IdentityUnavailable, InvalidToken, Subject
 from app.settings import Settings
 
 # (method, first path segment, has a sub-resource) -> action; coarse on purpose: it explains
@@ -44,13 +47,23 @@ def action_for(method: str, path: str) -> str | None:
     return _ROUTES.get((method, parts[0]))
 
 
+async def _subject(settings: Settings, token: str) -> Subject:
+    authentication = Authentication(settings)
+    try:
+        return await authentication.subject(token)
+    finally:
+        await authentication.close()
+
+
 def explain(
     settings: Settings, token: str, method: str, path: str, owner: str | None = None
 ) -> str:
     try:
-        subject = Authenticator(settings).verify(token)
+        subject = asyncio.run(_subject(settings, token))
     except InvalidToken as exc:
         return f"DENY (401): the token is not valid: {exc}"
+    except IdentityUnavailable as exc:
+        return f"UNKNOWN (503): the identity service could not validate the token: {exc}"
     action = action_for(method, path)
     if action is None:
         return f"no policy action for {method.upper()} {path} (public, or no such route)"

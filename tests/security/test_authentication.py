@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI
 from jwt.warnings import InsecureKeyLengthWarning
 
-from app.authz.tokens import VERIFIED_TTL_S, Authenticator, InvalidToken
+from app.authz.jwt_tokens import VERIFIED_TTL_S, InvalidToken, JwtAuthenticator
 from app.openapi import PUBLIC_PATHS
 from tests.conftest import (
     MINTED_TOKENS,
@@ -315,7 +315,7 @@ async def test_jwks_url_is_cached_and_refreshed_on_an_unknown_kid(
 
 
 def test_a_token_accepted_before_stops_working_when_it_expires() -> None:
-    authenticator = Authenticator(settings_for("sqlite+aiosqlite://", auth_leeway_seconds=0))
+    authenticator = JwtAuthenticator(settings_for("sqlite+aiosqlite://", auth_leeway_seconds=0))
     token = authenticator.mint(user="u", project="p", roles=["reader"], ttl_seconds=1)
     MINTED_TOKENS.add(token)
     assert authenticator.verify(token).user_id == "u"
@@ -337,7 +337,7 @@ def test_a_key_withdrawn_from_the_jwks_stops_admitting_its_tokens_within_a_minut
             auth_jwks_cache_seconds=1,
             auth_jwks_refresh_cooldown_seconds=0,
         )
-        authenticator = Authenticator(settings, clock=lambda: now[0])
+        authenticator = JwtAuthenticator(settings, clock=lambda: now[0])
         token = _sign(_claims(), key, "RS256", kid="k1")
         assert authenticator.verify(token).user_id == "mallory"
 

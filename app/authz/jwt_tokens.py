@@ -1,4 +1,4 @@
-"""Authentication: verify a bearer JWT and turn its claims into a Subject."""
+"""JWTs: verify a bearer JWT and turn its claims into a Subject."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import jwt
 
-from app.authz.subjects import Subject
+from app.authz.subjects import InvalidToken, Subject
 from app.settings import SECRET_FILE, ConfigurationError, Settings
 
 log = logging.getLogger("allot.auth")
@@ -32,10 +32,6 @@ VERIFIED_TTL_S = 60.0
 class _Verified(NamedTuple):
     subject: Subject
     until: float
-
-
-class InvalidToken(Exception):
-    """The token is missing, malformed, forged, expired or not for us. Never shown to the client."""
 
 
 def local_secret(path: Path = SECRET_FILE) -> str:
@@ -66,7 +62,7 @@ def _claim(claims: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-class Authenticator:
+class JwtAuthenticator:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self._clock = clock
