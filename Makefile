@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check conformance bench clean venv browser containers ha-tools lock
+.PHONY: run test lint typecheck check conformance bench clean venv browser containers ha-tools openstack-tools lock
 
 # Every dependency comes from uv.lock, versions and hashes (`make lock` after changing
 # pyproject.toml's dependencies). --inexact keeps pip and uv themselves in the environment.
@@ -55,6 +55,12 @@ containers:
 ha-tools:
 	@test -x /usr/sbin/pgbouncer -a -x /usr/bin/patroni -a -x /usr/bin/etcd || { \
 	  apt-get update -q && apt-get install -y -q pgbouncer patroni etcd-server; }
+
+# OpenStack's own programs the cloud tests run, each in a venv outside the repository: real
+# Keystone 30.0.0 (../shared/tools/keystone), Nova 34.0.0 (its placement client) and the
+# OpenStack CLI with osc-placement. Made on first use anyway; CI makes them up front.
+openstack-tools: $(STAMP)
+	$(BIN)/python -m tests.openstack_clients
 
 conformance: $(STAMP)
 	bash tests/conformance/run.sh

@@ -1,9 +1,9 @@
 """The OpenStack command-line client works against allot unchanged.
 
 `python-openstackclient` with the `osc-placement` plugin, from PyPI, in a virtualenv of its
-own outside the repository (made on first use; `ALLOT_OSC_VENV` chooses where). It talks to a
-running `allot serve` with token + endpoint authentication: the token is an allot JWT, which
-the client sends as X-Auth-Token, exactly as it would send a Keystone token.
+own outside the repository (tests/openstack_clients.py). Two ways in, as operators use it:
+password authentication against a real Keystone, finding allot through the catalog; and token
++ endpoint, with an allot JWT sent as X-Auth-Token exactly as a Keystone token would be.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,30 +18,18 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BACKENDS, PG_URL, TEST_SECRET, mint
-from tests.deployment.topology import Process, free_port, migrate, own_database
+from tests.conftest import BACKENDS, mint
+from tests.deployment.cloud import allot_in_catalog, allot_serving
+from tests.keystone_server import Keystone
+from tests.openstack_clients import openstack_cli
 
 pytestmark = pytest.mark.slow
-
-OSC_PACKAGES = ["python-openstackclient>=7", "osc-placement>=4"]
-OSC_VENV = Path(os.environ.get("ALLOT_OSC_VENV", Path(tempfile.gettempdir()) / "allot-osc-venv"))
 
 
 @pytest.fixture(scope="module")
 def openstack() -> Path:
     """The `openstack` command, installing it beside (never inside) the project if missing."""
-    binary = OSC_VENV / "bin" / "openstack"
-    marker = OSC_VENV / ".allot-complete"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(OSC_VENV)], check=True)
-        subprocess.run(
-            [str(OSC_VENV / "bin" / "pip"), "install", "--quiet", *OSC_PACKAGES],
-            check=True,
-            timeout=900,
-        )
-        marker.write_text("\n".join(OSC_PACKAGES))
-    assert binary.exists()
-    return binary
+    return openstack_cli()
 
 
 # Every call of the client costs seconds of start-up: one backend, the production one if there.
@@ -52,40 +38,51 @@ def allot(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A running `allot serve` (one worker), on PostgreSQL when configured, else SQLite."""
-    workdir = tmp_path_factory.mktemp(f"osc-{request.param}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALLOT_")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(ALLOT_ENV="production", ALLOT_AUTH_JWT_SECRET=TEST_SECRET, ALLOT_RATE_LIMIT="off")
-    if request.param == "sqlite":
-        env["ALLOT_DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir / 'allot.db'}"
-        yield from _serve(env, workdir)
-        return
-    assert PG_URL
-    with own_database(PG_URL, "osc") as database_url:
-        env["ALLOT_DATABASE_URL"] = database_url
-        migrate(env)
-        yield from _serve(env, workdir)
+    with allot_serving(request.param, tmp_path_factory.mktemp(f"osc-{request.param}")) as url:
+        yield url
 
 
-def _serve(env: dict[str, str], workdir: Path) -> Iterator[str]:
-    server = Process("osc", free_port(), env, workdir / "serve.log", workers=1)
-    try:
-        server.start()
-        yield server.url
-    finally:
-        server.stop()
+@pytest.fixture(scope="module", params=BACKENDS)
+def cloud(
+    request: pytest.FixtureRequest,
+    keystone: Keystone,
+    keystone_settings: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Keystone]:
+    """allot registered as `placement` in Keystone's catalog, on each database."""
+    workdir = tmp_path_factory.mktemp(f"osc-cloud-{request.param}")
+    with allot_in_catalog(keystone, keystone_settings, request.param, workdir):
+        yield keystone
 
 
 class Osc:
-    def __init__(self, binary: Path, endpoint: str, token: str) -> None:
+    def __init__(self, binary: Path, **auth: str) -> None:
         self.binary = binary
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("OS_")},
-            "OS_AUTH_TYPE": "admin_token",
-            "OS_TOKEN": token,
-            "OS_ENDPOINT": endpoint,
+            **{f"OS_{key.upper()}": value for key, value in auth.items()},
             "OS_PLACEMENT_API_VERSION": "1.39",
         }
+
+    @classmethod
+    def with_token(cls, binary: Path, endpoint: str, token: str) -> Osc:
+        return cls(binary, auth_type="admin_token", token=token, endpoint=endpoint)
+
+    @classmethod
+    def with_password(cls, binary: Path, keystone: Keystone, user: Any) -> Osc:
+        return cls(
+            binary,
+            auth_type="password",
+            auth_url=keystone.url,
+            identity_api_version="3",
+            username=user.name,
+            password=user.password,
+            project_name=user.project,
+            user_domain_name="Default",
+            project_domain_name="Default",
+            region_name="RegionOne",
+            interface="public",
+        )
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -99,11 +96,80 @@ class Osc:
         return json.loads(self.run(*args, "-f", "json").stdout)
 
 
+def test_an_operator_with_a_keystone_password_finds_allot_in_the_catalog(
+    openstack: Path, cloud: Keystone
+) -> None:
+    operator = cloud.user("operator", f"ops-{uuid.uuid4().hex[:6]}", ["admin"])
+    osc = Osc.with_password(openstack, cloud, operator)
+
+    osc.run("resource", "class", "create", "CUSTOM_GPU_A100")
+    shown = osc.json("resource", "class", "show", "CUSTOM_GPU_A100")
+    assert shown["name"] == "CUSTOM_GPU_A100"
+    assert "CUSTOM_GPU_A100" in [c["name"] for c in osc.json("resource", "class", "list")]
+
+    provider = osc.json("resource", "provider", "create", "gpu-host-1")["uuid"]
+    inventory = osc.json(
+        "resource", "provider", "inventory", "set", provider,
+        "--resource", "VCPU=16", "--resource", "CUSTOM_GPU_A100=4",
+    )  # fmt: skip
+    assert {row["resource_class"]: row["total"] for row in inventory} == {
+        "VCPU": 16,
+        "CUSTOM_GPU_A100": 4,
+    }
+    osc.run("resource", "provider", "trait", "set", provider, "--trait", "HW_CPU_X86_AVX2")
+    traits = osc.json("resource", "provider", "trait", "list", provider)
+    assert [t["name"] for t in traits] == ["HW_CPU_X86_AVX2"]
+
+    aggregate = str(uuid.uuid4())
+    generation = osc.json("resource", "provider", "show", provider)["generation"]
+    osc.run(
+        "resource", "provider", "aggregate", "set", provider,
+        "--aggregate", aggregate, "--generation", str(generation),
+    )  # fmt: skip
+    aggregates = osc.json("resource", "provider", "aggregate", "list", provider)
+    assert [a["uuid"] for a in aggregates] == [aggregate]
+
+    consumer, project, user = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    osc.run(
+        "resource", "provider", "allocation", "set", consumer,
+        "--allocation", f"rp={provider},VCPU=4,CUSTOM_GPU_A100=1",
+        "--project-id", project, "--user-id", user, "--consumer-type", "INSTANCE",
+    )  # fmt: skip
+    allocations = osc.json("resource", "provider", "allocation", "show", consumer)
+    assert [(a["resource_provider"], a["resources"]) for a in allocations] == [
+        (provider, {"VCPU": 4, "CUSTOM_GPU_A100": 1})
+    ]
+    usage = osc.json("resource", "provider", "usage", "show", provider)
+    assert {u["resource_class"]: u["usage"] for u in usage} == {"VCPU": 4, "CUSTOM_GPU_A100": 1}
+    # From 1.38 a project's usages come per consumer type (the client shows it in the first
+    # column), with the number of consumers.
+    totals = osc.json("resource", "usage", "show", project)
+    assert {u["resource_class"]: u["usage"] for u in totals} == {
+        "INSTANCE": {"VCPU": 4, "CUSTOM_GPU_A100": 1, "consumer_count": 1}
+    }
+
+    osc.run("resource", "provider", "allocation", "delete", consumer)
+    osc.run("resource", "provider", "delete", provider)
+    osc.run("resource", "class", "delete", "CUSTOM_GPU_A100")
+    assert osc.json("resource", "provider", "list") == []
+
+
+def test_a_keystone_user_without_a_role_allot_honours_is_refused(
+    openstack: Path, cloud: Keystone
+) -> None:
+    member = cloud.user("member", f"proj-{uuid.uuid4().hex[:6]}", ["member"])
+    result = Osc.with_password(openstack, cloud, member).run(
+        "resource", "provider", "list", check=False
+    )
+    assert result.returncode != 0
+    assert "403" in result.stderr
+
+
 def test_openstack_client_manages_providers_inventories_traits_and_allocations(
     openstack: Path, allot: str
 ) -> None:
     token = mint(roles=["admin"], project="admin-project", user="operator")
-    osc = Osc(openstack, allot, token)
+    osc = Osc.with_token(openstack, allot, token)
 
     created = osc.json("resource", "provider", "create", "compute-1")
     provider = created["uuid"]
@@ -152,7 +218,7 @@ def test_openstack_client_manages_providers_inventories_traits_and_allocations(
 
 
 def test_openstack_client_is_refused_without_a_valid_token(openstack: Path, allot: str) -> None:
-    osc = Osc(openstack, allot, "not-a-token")
+    osc = Osc.with_token(openstack, allot, "not-a-token")
     result = osc.run("resource", "provider", "list", check=False)
     assert result.returncode != 0
     assert "401" in result.stderr
