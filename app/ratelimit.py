@@ -74,6 +74,13 @@ class RateLimiter:
     async def hit_anonymous(self, address: str) -> None:
         await self._hit(self.anon_limits, "anonymous", address)
 
+    async def refuse_if_anonymous_spent(self, address: str) -> None:
+        """429 for an address already over its anonymous limit, counting nothing: asked before
+        work that a failed authentication would waste (a call to Keystone)."""
+        for item in self.anon_limits:
+            if not await self.strategy.test(item, "anonymous", address):
+                raise await self._refusal(item, "anonymous", address)
+
     async def _hit(self, items: list[RateLimitItem], kind: str, key: str) -> None:
         for item in items:
             allowed = (
@@ -82,15 +89,18 @@ class RateLimiter:
                 else await self.strategy.hit(item, kind, key)
             )
             if not allowed:
-                REJECTIONS.labels(kind).inc()
-                stats = await self.strategy.get_window_stats(item, kind, key)
-                retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-                raise ApiError(
-                    429,
-                    RATE_LIMITED,
-                    log_detail=f"{kind} limit {item} exceeded",
-                    headers={"Retry-After": str(retry_after)},
-                )
+                raise await self._refusal(item, kind, key)
+
+    async def _refusal(self, item: RateLimitItem, kind: str, key: str) -> ApiError:
+        REJECTIONS.labels(kind).inc()
+        stats = await self.strategy.get_window_stats(item, kind, key)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        return ApiError(
+            429,
+            RATE_LIMITED,
+            log_detail=f"{kind} limit {item} exceeded",
+            headers={"Retry-After": str(retry_after)},
+        )
 
     def _batched(self, item: RateLimitItem, kind: str, key: str) -> asyncio.Future[bool]:
         """This hit's answer, once the batch it joins is counted."""

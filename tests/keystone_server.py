@@ -135,11 +135,18 @@ class Keystone:
         password = secrets.token_hex(12)
         body = {"user": {"name": name, "password": password, "domain_id": DOMAIN}}
         user_id = str(self._call("POST", "/users", body)["user"]["id"])
-        if project:
-            project_id = self.project(project)
-            for role in roles:
-                self._call("PUT", f"/projects/{project_id}/users/{user_id}/roles/{self.role(role)}")
-        return User(user_id, name, password, project)
+        user = User(user_id, name, password, project)
+        for role in roles if project else []:
+            self.grant(user, role, project)
+        return user
+
+    def grant(self, user: User, role: str, project: str | None) -> None:
+        project_id = self.project(project or "")
+        self._call("PUT", f"/projects/{project_id}/users/{user.id}/roles/{self.role(role)}")
+
+    def revoke_tokens_of(self, user: User) -> None:
+        """Every token of the user revoked: what Keystone does when a password is set."""
+        self._call("PATCH", f"/users/{user.id}", {"user": {"password": user.password}})
 
     def grant_on_domain(self, user: User, role: str) -> None:
         self._call("PUT", f"/domains/{DOMAIN}/users/{user.id}/roles/{self.role(role)}")

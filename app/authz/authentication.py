@@ -12,6 +12,7 @@ import jwt
 from app.authz.jwt_tokens import JwtAuthenticator
 from app.authz.keystone import KeystoneAuthenticator
 from app.authz.subjects import InvalidToken, Subject
+from app.authz.token_cache import Admit
 from app.settings import Settings
 
 
@@ -37,12 +38,13 @@ class Authentication:
             challenges.append("Bearer")
         self.challenge = ", ".join(challenges)
 
-    async def subject(self, token: str) -> Subject:
-        """The verified identity a token carries; InvalidToken or IdentityUnavailable if none."""
+    async def subject(self, token: str, admit: Admit | None = None) -> Subject:
+        """The verified identity a token carries; InvalidToken or IdentityUnavailable if none.
+        `admit` is asked before a call to the identity service, and may refuse it."""
         if self.jwt is not None and looks_like_jwt(token):
             return await self.jwt.verify_async(token)
         if self.keystone is not None:
-            return await self.keystone.subject(token)
+            return await self.keystone.subject(token, admit)
         raise InvalidToken("not a JWT, and no Keystone is configured")
 
     async def close(self) -> None:

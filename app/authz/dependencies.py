@@ -33,16 +33,22 @@ async def current_subject(request: Request) -> Subject:
     state = request.app.state
     authentication: Authentication = state.authentication
     limiter: RateLimiter = state.rate_limiter
+
+    async def admit() -> None:
+        # An address already over its failed-auth limit gets no more calls to Keystone: a
+        # stream of made-up tokens costs Keystone nothing beyond that limit.
+        await limiter.refuse_if_anonymous_spent(_client_address(request))
+
     try:
         token = _token(request)
         if token is None:
             raise InvalidToken("no credentials")
-        subject = await authentication.subject(token)
+        subject = await authentication.subject(token, admit)
         service_token = request.headers.get("x-service-token")
         if service_token:
             # A service acting for the user (Nova for an instance's owner): the service's
             # token must be valid too, and its identity is logged beside the user's.
-            service = await authentication.subject(service_token)
+            service = await authentication.subject(service_token, admit)
             service_subject_var.set(service.user_id)
     except InvalidToken as exc:
         await limiter.hit_anonymous(_client_address(request))

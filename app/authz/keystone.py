@@ -26,7 +26,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from app.authz.subjects import IdentityUnavailable, InvalidToken, Subject
-from app.authz.token_cache import TokenCache, Validated
+from app.authz.token_cache import Admit, TokenCache, Validated
 from app.observability import KEYSTONE_FAILURES, KEYSTONE_LATENCY, KEYSTONE_VALIDATIONS
 from app.settings import ConfigurationError, Settings
 
@@ -121,10 +121,11 @@ class KeystoneAuthenticator:
             settings.auth_keystone_cache_size, settings.auth_keystone_cache_seconds, clock
         )
 
-    async def subject(self, token: str) -> Subject:
+    async def subject(self, token: str, admit: Admit | None = None) -> Subject:
+        """The token's subject; `admit` may refuse a call to Keystone (it raises)."""
         if len(token) > MAX_TOKEN_LENGTH or not _TOKEN_RE.fullmatch(token):
             raise InvalidToken("not a token Keystone could have issued")
-        return await self.cache.subject(token, self._validate)
+        return await self.cache.subject(token, self._validate, admit)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -29,6 +29,8 @@ class Validated(NamedTuple):
 
 
 Validate = Callable[[str], Awaitable[Validated]]
+# Called before a validation is started (not for an answer from memory); raises to refuse it.
+Admit = Callable[[], Awaitable[None]]
 
 
 def token_key(token: str) -> str:
@@ -47,13 +49,15 @@ class TokenCache:
     def _expiry(self, _key: str, answer: Validated, now: float) -> float:
         return min(answer.until, now + self._max_seconds)
 
-    async def subject(self, token: str, validate: Validate) -> Subject:
+    async def subject(self, token: str, validate: Validate, admit: Admit | None = None) -> Subject:
         """The token's subject, from memory or from one call of `validate`."""
         key = token_key(token)
         answer = self._answers.get(key)
         if answer is not None:
             KEYSTONE_CACHE_HITS.labels("valid" if answer.subject else "invalid").inc()
         else:
+            if admit is not None and key not in self._pending:
+                await admit()
             answer = await self._validate_once(key, token, validate)
         if answer.subject is None:
             raise InvalidToken("the identity service does not know the token")

@@ -327,3 +327,56 @@ async def test_metrics_count_validations_hits_failures_and_latency(
         "allot_keystone_request_duration_seconds_bucket",
     ):
         assert name in text
+
+
+def authentications() -> float:
+    return counted("allot_keystone_request_duration_seconds_count", call="authenticate")
+
+
+async def test_allots_own_token_is_renewed_when_keystone_refuses_it(
+    keystone: Keystone, keystone_app: Callable[..., Any]
+) -> None:
+    own = keystone.user("allot-own", "service", ["service"])
+    reader = keystone.user("reader", f"proj-{uuid.uuid4().hex[:6]}", ["reader"])
+    own_settings = {"auth_keystone_username": own.name, "auth_keystone_password": own.password}
+    async with keystone_app(**own_settings) as call:
+        assert (await call(keystone.user_token(reader), "GET", "/traits")).status_code == 200
+        before = authentications()
+        keystone.revoke_tokens_of(own)  # allot's own token among them
+        assert (await call(keystone.user_token(reader), "GET", "/traits")).status_code == 200
+        assert authentications() == before + 1
+
+
+async def test_allots_own_token_is_renewed_before_it_expires(
+    keystone: Keystone, keystone_settings: dict[str, Any]
+) -> None:
+    reader = keystone.user("reader", f"proj-{uuid.uuid4().hex[:6]}", ["reader"])
+    now = [time.time()]
+    authenticator = KeystoneAuthenticator(Settings(**keystone_settings), clock=lambda: now[0])
+    try:
+        before = authentications()
+        await authenticator.subject(keystone.user_token(reader))
+        await authenticator.subject(keystone.user_token(reader))
+        assert authentications() == before + 1  # one token of its own serves both
+        # Keystone's tokens here live an hour: near its end the token is replaced unasked.
+        now[0] += 3600 - 60
+        await authenticator.subject(keystone.user_token(reader))
+        assert authentications() == before + 2
+    finally:
+        await authenticator.close()
+
+
+async def test_an_address_over_its_failed_auth_limit_costs_keystone_nothing(
+    keystone: Keystone, keystone_app: Callable[..., Any]
+) -> None:
+    reader = keystone.user("reader", f"proj-{uuid.uuid4().hex[:6]}", ["reader"])
+    async with keystone_app(rate_limit_anon="3/minute") as call:
+        known = keystone.user_token(reader)
+        assert (await call(known, "GET", "/traits")).status_code == 200
+        asked = counted("allot_keystone_validations_total", result="invalid")
+        made_up = [f"gAAAAAB{uuid.uuid4().hex}" for _ in range(6)]
+        statuses = [(await call(token, "GET", "/traits")).status_code for token in made_up]
+        assert statuses == [401, 401, 401, 429, 429, 429]
+        assert counted("allot_keystone_validations_total", result="invalid") == asked + 3
+        # A token already validated still works from that address.
+        assert (await call(known, "GET", "/traits")).status_code == 200
