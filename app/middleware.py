@@ -30,7 +30,13 @@ from app.errors import (
     is_database_unavailable,
     render,
 )
-from app.observability import LATENCY, REQUESTS, request_id_var, subject_var
+from app.observability import (
+    LATENCY,
+    REQUESTS,
+    request_id_var,
+    service_subject_var,
+    subject_var,
+)
 
 log = logging.getLogger("allot.access")
 
@@ -52,6 +58,7 @@ class RequestContextMiddleware:
         request_id = f"req-{uuid.uuid4()}"
         request_id_var.set(request_id)
         subject_var.set("")
+        service_subject_var.set("")
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         headers = Headers(scope=scope)
@@ -173,6 +180,7 @@ _READ_HEADERS = frozenset(
         b"accept",
         b"authorization",
         b"x-auth-token",
+        b"x-service-token",
         b"content-length",
         b"x-openstack-request-id",
     }

@@ -268,6 +268,7 @@ async def test_unstorable_text_in_a_query_value_is_400(
         ("content-type", b"application/json\x00"),
         ("authorization", b"Bearer \xff\xfe"),
         ("x-auth-token", b"\x00"),
+        ("x-service-token", b"gAAAA\xff"),
     ],
 )
 async def test_a_header_allot_reads_holds_text_only(
