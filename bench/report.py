@@ -292,6 +292,7 @@ def markdown(results: dict[str, Any]) -> str:
     here = Path(__file__).resolve().parent / "results"
     lines += container_section(here / "container.json")
     lines += scale_out_section(here / "scale_out.json")
+    lines += keystone_section(here / "keystone.json")
     lines += [
         "",
         "## How to reproduce",
@@ -413,6 +414,53 @@ def scale_out_section(path: Path) -> list[str]:
             for name, ms in figures["replica"]["primary_cpu_ms_per_request"].items()
         )
         + ".",
+    ]
+
+
+def keystone_section(path: Path) -> list[str]:
+    """Keystone tokens beside JWTs and beside Placement (bench/keystone.py), when recorded."""
+    if not path.exists():
+        return []
+    figures = json.loads(path.read_text())
+    claims, first = figures["claims"], figures["first_request"]
+    rows = [
+        [
+            name,
+            ", ".join(str(x) for x in claims[name]["claims_per_s"]),
+            ", ".join(
+                f"{a} / {b}"
+                for a, b in zip(claims[name]["p50_ms"], claims[name]["p99_ms"], strict=True)
+            ),
+            claims[name]["status_5xx"],
+            claims[name]["over_allocated"],
+        ]
+        for name in ("allot-jwt", "allot-keystone", "placement-keystone")
+    ]
+    return [
+        "",
+        "## Keystone tokens (bench/keystone.py)",
+        "",
+        f"Recorded {figures['recorded']} at commit `{figures['commit']}`, on the machine above: "
+        "real Keystone 30.0.0 (one gunicorn worker, 4 threads, SQLite, Fernet tokens); allot "
+        "with 2 workers and Placement 16.0.0 under gunicorn with 2 workers and "
+        "keystonemiddleware (`[keystone_authtoken]`, in-process token cache), both on this "
+        f"PostgreSQL. Claims by {claims['clients']} clients, {claims['seconds']} s a round, the "
+        f"targets alternated {claims['rounds']} times; the Keystone token is Nova's (`service` "
+        "role), the JWT carries the same role.",
+        "",
+        *_table(["target", "accepted claims/s", "p50 / p99 ms", "5xx", "over-allocated"], rows),
+        "",
+        f"allot with Keystone tokens made {claims['keystone_share_of_jwt']:.0%} of its claims/s "
+        "with JWTs (medians of the rounds): a cached token costs a hash and a lookup.",
+        "",
+        f"A new token ({first['tokens']} of them, each sent twice over one kept-alive "
+        "connection, medians): Keystone's own validation took "
+        f"{first['keystone_validation_ms']} ms from a client; allot answered the first request "
+        f"in {first['allot']['first_request_ms']} ms and the second in "
+        f"{first['allot']['cached_request_ms']} ms; Placement in "
+        f"{first['placement']['first_request_ms']} and {first['placement']['cached_request_ms']}"
+        f" ms. allot asked Keystone {first['allot_validations_per_new_token']} times per new "
+        "token (its validations counter): the first request costs one Keystone round trip.",
     ]
 
 
