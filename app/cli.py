@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -146,6 +147,38 @@ def _db_upgrade(_args: argparse.Namespace) -> None:
     print("database at head")
 
 
+def _import_placement(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from app.placement_import.importer import Owners, import_placement
+    from app.placement_import.progress import Progress
+
+    owners = Owners.from_file(Path(args.owners)) if args.owners else None
+    started = time.monotonic()
+    report = asyncio.run(
+        import_placement(
+            _settings(), args.source_url, replace=args.replace, owners=owners,
+            progress=Progress.to(sys.stderr),
+        )
+    )  # fmt: skip
+    print("\n".join(report.lines()))
+    print(f"imported in {time.monotonic() - started:.1f} s")
+
+
+def _verify_import(args: argparse.Namespace) -> None:
+    from app.placement_import.verify import verify_import
+
+    differences = asyncio.run(verify_import(_settings(), args.source_url))
+    if differences:
+        print("\n".join(differences))
+        raise _Failed(f"{len(differences)} difference lines between Placement and allot")
+    print("allot holds what Placement holds")
+
+
+class _Failed(Exception):
+    """The command ran and found a problem: exit 1 with this line."""
+
+
 def _parse_ttl(value: str) -> int:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if value[-1:] in units:
@@ -199,6 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply migrations up to head").set_defaults(func=_db_upgrade)
+    imports = db_sub.add_parser(
+        "import-placement", help="copy a Placement database into this (empty) allot database"
+    )
+    imports.add_argument("source_url", metavar="SOURCE_URL", help="Placement's database URL")
+    imports.add_argument("--replace", action="store_true", help="replace a non-empty target")
+    imports.add_argument(
+        "--owners", metavar="FILE", help='JSON {"<provider uuid>": "<owner project id>"}'
+    )
+    imports.set_defaults(func=_import_placement)
+    verify = db_sub.add_parser(
+        "verify-import", help="compare this allot database with a Placement database"
+    )
+    verify.add_argument("source_url", metavar="SOURCE_URL", help="Placement's database URL")
+    verify.set_defaults(func=_verify_import)
 
     token = sub.add_parser("token", help="mint a development token signed with the local key")
     token.add_argument("--user", default="dev-user")
@@ -230,7 +277,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"allot: configuration error: {exc}", file=sys.stderr)
         return 2
+    except _Failed as exc:
+        print(f"allot: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        refusal = _refusal(exc)
+        if refusal is None:
+            raise
+        print("\n".join(f"allot: {line}" for line in refusal), file=sys.stderr)
+        return 1
     return 0
+
+
+def _refusal(exc: Exception) -> list[str] | None:
+    """An import's refusal, as lines for the operator; None for anything else."""
+    if "app.placement_import" not in sys.modules:
+        return None
+    from app.placement_import.importer import ImportRefused
+    from app.placement_import.source import SourceError
+
+    if isinstance(exc, ImportRefused):
+        return exc.lines
+    if isinstance(exc, SourceError):
+        return [str(exc)]
+    return None
 
 
 if __name__ == "__main__":

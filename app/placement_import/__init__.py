@@ -1,0 +1,1 @@
+"""Moving a cloud from Placement: import its database into allot, and verify the copy."""
