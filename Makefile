@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check conformance bench clean venv browser containers ha-tools openstack-tools lock
+.PHONY: run test lint typecheck check conformance bench clean venv browser containers ha-tools openstack-tools mariadb lock
 
 # Every dependency comes from uv.lock, versions and hashes (`make lock` after changing
 # pyproject.toml's dependencies). --inexact keeps pip and uv themselves in the environment.
@@ -55,6 +55,14 @@ containers:
 ha-tools:
 	@test -x /usr/sbin/pgbouncer -a -x /usr/bin/patroni -a -x /usr/bin/etcd || { \
 	  apt-get update -q && apt-get install -y -q pgbouncer patroni etcd-server; }
+
+# Placement's other database, for the import tests: Debian's MariaDB on 127.0.0.1:3306 (root
+# with no password, as these machines run it), installed and started if missing.
+mariadb:
+	@test -x /usr/sbin/mariadbd || { apt-get update -q && apt-get install -y -q mariadb-server; }
+	@mysql -h 127.0.0.1 -uroot -e 'SELECT 1' >/dev/null 2>&1 || { \
+	  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; \
+	  for i in $$(seq 1 60); do mysql -h 127.0.0.1 -uroot -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done; }
 
 # OpenStack's own programs the cloud tests run, each in a venv outside the repository: real
 # Keystone 30.0.0 (../shared/tools/keystone), Nova 34.0.0 (its placement client) and the
