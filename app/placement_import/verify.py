@@ -6,6 +6,7 @@ in both schemas), except allocations, which Placement keys by consumer uuid and 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import text
@@ -68,6 +69,7 @@ VIEWS = {
     "custom traits": (_CUSTOM_TRAITS, _CUSTOM_TRAITS),
 }
 _SHOWN = 20
+_BATCH = 20_000
 
 
 def _normal(row: Any) -> tuple[Any, ...]:
@@ -76,8 +78,20 @@ def _normal(row: Any) -> tuple[Any, ...]:
                  for v in row)  # fmt: skip
 
 
-async def _view(conn: AsyncConnection, sql: str) -> set[tuple[Any, ...]]:
-    return {_normal(row) for row in await conn.execute(text(sql))}
+async def _rows(conn: AsyncConnection, sql: str) -> AsyncIterator[tuple[Any, ...]]:
+    result = await conn.stream(text(sql).execution_options(yield_per=_BATCH))
+    async for partition in result.partitions(_BATCH):
+        for row in partition:
+            yield _normal(row)
+
+
+async def _digests(conn: AsyncConnection, sql: str) -> set[int]:
+    # A view of a million rows is kept as a million hashes, not a million tuples of strings.
+    return {hash(row) async for row in _rows(conn, sql)}
+
+
+async def _rows_with(conn: AsyncConnection, sql: str, digests: set[int]) -> list[Any]:
+    return sorted([row async for row in _rows(conn, sql) if hash(row) in digests], key=str)
 
 
 async def verify_import(settings: Settings, source_url: str) -> list[str]:
@@ -88,11 +102,12 @@ async def verify_import(settings: Settings, source_url: str) -> list[str]:
         async with snapshot(source_url) as source, engine.connect() as target:
             await source.revision()
             for view, (placement_sql, allot_sql) in VIEWS.items():
-                theirs = await _view(source.conn, placement_sql)
-                ours = await _view(target, allot_sql)
+                theirs = await _digests(source.conn, placement_sql)
+                ours = await _digests(target, allot_sql)
                 if theirs == ours:
                     continue
-                missing, extra = sorted(theirs - ours, key=str), sorted(ours - theirs, key=str)
+                missing = await _rows_with(source.conn, placement_sql, theirs - ours)
+                extra = await _rows_with(target, allot_sql, ours - theirs)
                 differences.append(
                     f"{view}: {len(theirs)} in Placement, {len(ours)} in allot, "
                     f"{len(missing)} only in Placement, {len(extra)} only in allot"

@@ -365,3 +365,21 @@ def owned_by(env: dict[str, str]) -> dict[str, str | None]:
         return found
 
     return asyncio.run(read())
+
+
+def test_verify_lists_what_differs_and_exits_1(target: dict[str, str], scratch_source: str) -> None:
+    sql(
+        scratch_source,
+        "INSERT INTO resource_providers (id, uuid, name, generation, root_provider_id) "
+        "VALUES (1, '44444444-0a5e-4a33-9d3e-5b7a1e0c2f11', 'cn1', 7, 1)",
+    )
+    run(target, "db", "import-placement", scratch_source)
+    sql(scratch_source, "UPDATE resource_providers SET generation = 8")  # Placement moved on
+    done = run(target, "db", "verify-import", scratch_source, check=False)
+    assert done.returncode == 1
+    assert (
+        "providers (uuid, name, generation, parent, root): 1 in Placement, 1 in allot"
+        in done.stdout
+    )
+    assert "only in Placement: ('44444444-0a5e-4a33-9d3e-5b7a1e0c2f11', 'cn1', 8.0" in done.stdout
+    assert "only in allot: ('44444444-0a5e-4a33-9d3e-5b7a1e0c2f11', 'cn1', 7.0" in done.stdout
