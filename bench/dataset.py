@@ -13,6 +13,11 @@ Layout for N providers (deterministic; uuids are uuid5 of names):
   the roots, even racks a sharing provider `shared<r>` (DISK_GB 100000,
   MISC_SHARES_VIA_AGGREGATE) in the rack's aggregate.
 
+- with `--consumers C`: C instances in 1,000 projects (5 users each), round-robin over the
+  computes: VCPU 1 and MEMORY_MB 1024 on a NUMA child, DISK_GB 10 on the rack's sharing
+  provider or the compute's own disk; three allocation rows each. Consumers are keyed by uuid
+  in Placement's allocations and by id in allot's: the loader looks at the schema.
+
 Usage:
     .venv/bin/python bench/dataset.py --dsn postgresql://postgres@127.0.0.1:5432/DB --providers 1000
 
@@ -44,6 +49,10 @@ TRAITS = [
 ]
 DATA_TABLES = [
     "allocations",
+    "consumers",
+    "consumer_types",
+    "projects",
+    "users",
     "resource_provider_traits",
     "resource_provider_aggregates",
     "placement_aggregates",
@@ -67,12 +76,17 @@ def layout_sizes(providers: int) -> tuple[int, int]:
     return computes, racks
 
 
+PROJECTS, USERS_PER_PROJECT = 1000, 5
+
+
 @dataclass
 class Rows:
     providers: list[tuple[Any, ...]] = field(default_factory=list)
     inventories: list[tuple[Any, ...]] = field(default_factory=list)
     traits: list[tuple[int, str]] = field(default_factory=list)
     aggregates: list[tuple[int, int]] = field(default_factory=list)
+    # Per compute: (root id, its NUMA children's ids, where its instances' disk comes from).
+    computes: list[tuple[int, tuple[int, int], int]] = field(default_factory=list)
 
 
 def build(providers: int) -> tuple[Rows, int]:
@@ -90,6 +104,7 @@ def build(providers: int) -> tuple[Rows, int]:
     def inventory(pid: int, rc: int, total: int, reserved: int = 0, ratio: float = 1.0) -> None:
         rows.inventories.append((pid, rc, total, reserved, 1, total, 1, ratio))
 
+    shared = 0
     for i in range(computes):
         rack = i // RACK_SIZE
         if rack % 2 == 0 and i % RACK_SIZE == 0:
@@ -108,12 +123,32 @@ def build(providers: int) -> tuple[Rows, int]:
             rows.traits.append((root, "HW_CPU_X86_AVX512F"))
         if i % 20 == 7:
             rows.traits.append((root, "COMPUTE_STATUS_DISABLED"))
+        numas = []
         for n in range(2):
             numa = add(f"cn{i}_numa{n}", root, root)
             inventory(numa, VCPU, 32, ratio=4.0)
             inventory(numa, MEMORY_MB, 131_072, reserved=512)
             rows.traits.append((numa, "HW_NUMA_ROOT"))
+            numas.append(numa)
+        rows.computes.append((root, (numas[0], numas[1]), shared if rack % 2 == 0 else root))
     return rows, racks
+
+
+def consumer_rows(
+    rows: Rows, consumers: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(consumers, allocations) rows: (id, uuid, project id, user id) and
+    (consumer id, provider id, class id, used)."""
+    made, allocations = [], []
+    for c in range(consumers):
+        _, numas, disk = rows.computes[c % len(rows.computes)]
+        project = c % PROJECTS + 1
+        user = (project - 1) * USERS_PER_PROJECT + c % USERS_PER_PROJECT + 1
+        made.append((c + 1, uuid_of(f"instance{c}"), project, user))
+        numa = numas[(c // len(rows.computes)) % 2]
+        allocations += [(c + 1, numa, VCPU, 1), (c + 1, numa, MEMORY_MB, 1024),
+                        (c + 1, disk, DISK_GB, 10)]  # fmt: skip
+    return made, allocations
 
 
 async def columns(conn: asyncpg.Connection, table: str) -> dict[str, str]:
@@ -140,7 +175,42 @@ async def copy(
     )
 
 
-async def load(dsn: str, providers: int) -> dict[str, Any]:
+async def load_consumers(conn: asyncpg.Connection, rows: Rows, consumers: int) -> int:
+    made, allocations = consumer_rows(rows, consumers)
+    await copy(
+        conn,
+        "projects",
+        ["id", "external_id"],
+        [(p, uuid_of(f"project{p}").replace("-", "")) for p in range(1, PROJECTS + 1)],
+    )
+    users = PROJECTS * USERS_PER_PROJECT
+    await copy(
+        conn,
+        "users",
+        ["id", "external_id"],
+        [(u, uuid_of(f"user{u}").replace("-", "")) for u in range(1, users + 1)],
+    )
+    await copy(conn, "consumer_types", ["id", "name"], [(1, "INSTANCE")])
+    await copy(conn, "consumers",
+               ["id", "uuid", "project_id", "user_id", "generation", "consumer_type_id"],
+               [(c, u, p, us, 1, 1) for c, u, p, us in made])  # fmt: skip
+    by_uuid = (await columns(conn, "allocations"))["consumer_id"] != "integer"
+    uuids = {c: u for c, u, _, _ in made}
+    await copy(
+        conn,
+        "allocations",
+        ["consumer_id", "resource_provider_id", "resource_class_id", "used"],
+        [(uuids[c] if by_uuid else c, rp, rc, used) for c, rp, rc, used in allocations],
+    )
+    for table in ("projects", "users", "consumer_types", "consumers", "allocations"):
+        await conn.execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+            f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
+        )
+    return len(allocations)
+
+
+async def load(dsn: str, providers: int, consumers: int = 0) -> dict[str, Any]:
     rows, racks = build(providers)
     conn = await asyncpg.connect(dsn)
     try:
@@ -198,19 +268,26 @@ async def load(dsn: str, providers: int) -> dict[str, Any]:
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                     f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
                 )
+            allocations = await load_consumers(conn, rows, consumers) if consumers else 0
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
-    return {"providers": len(rows.providers), "racks": racks}
+    return {
+        "providers": len(rows.providers),
+        "racks": racks,
+        "consumers": consumers,
+        "allocations": allocations,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dsn", required=True, help="postgresql://user@host:port/database")
     parser.add_argument("--providers", type=int, default=1000)
+    parser.add_argument("--consumers", type=int, default=0)
     args = parser.parse_args()
     started = time.perf_counter()
-    info = asyncio.run(load(args.dsn, args.providers))
+    info = asyncio.run(load(args.dsn, args.providers, args.consumers))
     print(
         f"loaded {info} into {args.dsn.rsplit('/', 1)[-1]} in {time.perf_counter() - started:.1f}s"
     )

@@ -293,6 +293,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += container_section(here / "container.json")
     lines += scale_out_section(here / "scale_out.json")
     lines += keystone_section(here / "keystone.json")
+    lines += import_section(here / "import.json")
     lines += [
         "",
         "## How to reproduce",
@@ -461,6 +462,36 @@ def keystone_section(path: Path) -> list[str]:
         f"{first['placement']['first_request_ms']} and {first['placement']['cached_request_ms']}"
         f" ms. allot asked Keystone {first['allot_validations_per_new_token']} times per new "
         "token (its validations counter): the first request costs one Keystone round trip.",
+    ]
+
+
+def import_section(path: Path) -> list[str]:
+    """Moving from Placement at cloud size (bench/import_placement.py), when recorded."""
+    if not path.exists():
+        return []
+    figures = json.loads(path.read_text())
+    data = figures["dataset"]
+    return [
+        "",
+        "## Moving from Placement (bench/import_placement.py)",
+        "",
+        f"Recorded {figures['recorded']} at commit `{figures['commit']}`, on the machine above: "
+        f"a Placement 16.0.0 database on this PostgreSQL (schema by `placement-manage db sync`), "
+        f"filled in Placement's schema by bench/dataset.py in {data['seconds']} s: "
+        f"{data['providers']:,} providers (computes with two NUMA children, sharing pools), "
+        f"{data['consumers']:,} consumers, {data['allocations']:,} allocation rows.",
+        "",
+        *_table(
+            ["command", "seconds", "peak resident MiB"],
+            [
+                ["`allot db import-placement`", figures["import_s"], figures["import_peak_mib"]],
+                ["`allot db verify-import`", figures["verify_s"], figures["verify_peak_mib"]],
+            ],
+        ),
+        "",
+        f"Verdict: {figures['verdict']}. Peak memory is the command's own (wait4's rusage, the "
+        "bench process kept small so the figure is not its size at fork). Targets: import under "
+        "3 minutes, under 500 MiB.",
     ]
 
 
