@@ -183,6 +183,8 @@ def test_an_imported_allot_answers_every_read_as_placement_did_and_takes_writes_
 ) -> None:
     imported = run(target, "db", "import-placement", source["database"])
     report = imported.stdout
+    # Not a terminal: a plain progress line per table on standard error.
+    assert "resource_providers: 5 rows in" in imported.stderr
     assert "copied 5 resource_providers" in report
     assert (
         f"1 providers using more than their capacity:\n  {source['made']['over_capacity']}"
