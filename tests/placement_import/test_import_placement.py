@@ -385,3 +385,23 @@ def test_verify_lists_what_differs_and_exits_1(target: dict[str, str], scratch_s
     )
     assert "only in Placement: ('44444444-0a5e-4a33-9d3e-5b7a1e0c2f11', 'cn1', 8.0" in done.stdout
     assert "only in allot: ('44444444-0a5e-4a33-9d3e-5b7a1e0c2f11', 'cn1', 7.0" in done.stdout
+
+
+def test_a_nul_in_a_mariadb_source_is_listed_and_nothing_is_written(
+    target: dict[str, str], tmp_path: Path
+) -> None:
+    """MariaDB stores U+0000 in a name (PostgreSQL cannot): allot never holds one."""
+    name = f"placement_nul_{os.getpid()}_{free_port()}"
+    database = create_database("mariadb", name)
+    try:
+        sync_schema(database, tmp_path)
+        statement = (
+            "INSERT INTO resource_providers (id, uuid, name, generation, root_provider_id) "
+            "VALUES (1, '55555555-0a5e-4a33-9d3e-5b7a1e0c2f11', CONCAT('cn', CHAR(0), '1'), 0, 1)"
+        )
+        subprocess.run(["mysql", "-h", "127.0.0.1", "-uroot", name, "-e", statement], check=True)
+        error = refused(target, database)
+        assert "55555555-0a5e-4a33-9d3e-5b7a1e0c2f11': contains a NUL character" in error
+        assert target_rows(target) == EMPTY
+    finally:
+        drop_database("mariadb", name)
