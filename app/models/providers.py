@@ -46,6 +46,7 @@ class Inventory(Timestamps, Base):
         CheckConstraint("max_unit >= 0", name="max_unit_non_negative"),
         CheckConstraint("step_size >= 0", name="step_size_non_negative"),
         CheckConstraint("allocation_ratio > 0", name="allocation_ratio_positive"),
+        CheckConstraint("used >= 0", name="used_non_negative"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -59,6 +60,10 @@ class Inventory(Timestamps, Base):
     max_unit: Mapped[int] = mapped_column(Integer)
     step_size: Mapped[int] = mapped_column(Integer, default=1)
     allocation_ratio: Mapped[float] = mapped_column(Float, default=1.0)
+    # The sum of the allocations' `used` on this provider in this class, kept by every write
+    # under the provider's lock: a capacity check reads one row, however many allocations the
+    # provider holds. `allot db check` compares it with the sum.
+    used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ProviderTrait(Base):

@@ -12,9 +12,11 @@ names, inside the caller's transaction (`Database.write`), in this order:
    writers can never deadlock; every writer takes consumers first, then providers), bumping
    their generations in the same statement: nothing can add allocations to a locked
    provider until we commit;
-5. delete the consumers' old allocations; insert the new ones, reading in the same round
-   trip the inventories and their usage as it was before them; check every new amount
-   against them (raising rolls the insert back); delete consumers left with nothing.
+5. delete the consumers' old allocations; insert the new ones, adding them to their
+   inventories' kept counts (`used`) and reading the inventories and counts as they were
+   before, in the same round trip; check every new amount against them (raising rolls the
+   insert back); take the old amounts off the counts (in ascending provider, class order);
+   delete consumers left with nothing.
 
 The usual claim, one consumer the client says is new (1.28+, generation null), skips the read
 of step 2: the consumer is inserted with its project, user and type ids found in the same
@@ -50,7 +52,7 @@ from app.errors import (
 from app.models import Allocation, Consumer, ResourceClass, ResourceProvider
 from app.models.base import utcnow
 from app.services import consumers
-from app.services.capacity import InventoryLimits, limits_and_usage
+from app.services.capacity import InventoryLimits, add_usage, limits_and_usage, usage_deltas
 from app.services.consumers import ConsumerRow
 from app.services.standard import standard_class_id
 from app.statements import GenerationConflict, bump_generation, dialect_of, execute_core
@@ -110,6 +112,8 @@ class Prepared:
     relock: bool  # generations may have moved since (the reshaper's inventory writes)
     releasing: set[int]  # ids of existing consumers this write leaves with nothing
     old: _Old
+    # Released amounts still counted in the inventories' `used` ((provider, class) -> amount).
+    pending_release: dict[tuple[int, int], int] = field(default_factory=dict)
     # A write may leave an (already) overcommitted provider no worse than it was. Not the
     # reshaper: it changes the inventory too, so "before" says nothing about the new one.
     tolerate_overcommit: bool = True
@@ -128,11 +132,18 @@ async def delete_consumer(session: AsyncSession, access: Access, uuid: str) -> N
         raise not_found(f"no allocations for consumer {uuid}")
     # Another project's consumer: 403, like every write to it (DESIGN section 6).
     access.require(actions.ALLOCATIONS_WRITE, consumer.project_id, uuid)
-    await session.execute(
+    released = await session.execute(
         delete(Allocation)
         .where(Allocation.consumer_id == consumer.id)
+        .returning(Allocation.resource_provider_id, Allocation.resource_class_id, Allocation.used)
         .execution_options(synchronize_session=False)
     )
+    deltas = usage_deltas((rp, rc, n) for rp, rc, n in released.all())
+    # The counts are changed under the providers' locks, as claims change them (which take
+    # the inventory rows in no set order): a release never holds a count a claim waits for
+    # while waiting for one that claim holds. Generations do not move.
+    await lock_providers(session, {rp for rp, _ in deltas})
+    await add_usage(session, {key: -amount for key, amount in deltas.items()})
     await session.execute(
         delete(Consumer)
         .where(Consumer.id == consumer.id)
@@ -190,6 +201,14 @@ async def prepare(
             .where(Allocation.consumer_id.in_(had))
             .execution_options(synchronize_session=False)
         )
+    # What the old allocations counted comes off the inventories' counts in `finish`, after the
+    # capacity check (which subtracts it itself): the rows stay unlocked until then. The
+    # reshaper needs it off before it changes inventories (a class it empties must read as
+    # unused): at once.
+    pending = old.used() if had else {}
+    if also_lock and pending:
+        await add_usage(session, {key: -amount for key, amount in pending.items()})
+        pending = {}
     return Prepared(
         writes=writes,
         classes=classes,
@@ -199,6 +218,7 @@ async def prepare(
         relock=bool(also_lock),
         releasing=releasing,
         old=old,
+        pending_release=pending,
         tolerate_overcommit=tolerate_overcommit,
     )
 
@@ -225,8 +245,14 @@ async def finish(session: AsyncSession, prepared: Prepared) -> None:
                 for c, rp, rc, n in rows
             ],
         )
+        pending = prepared.pending_release
+        others = {
+            key: (limits, used - pending.get(key, 0)) for key, (limits, used) in capacity.items()
+        }
         # Raising here rolls the insert back with the rest of the transaction.
-        _check_capacity(prepared, rows, capacity)
+        _check_capacity(prepared, rows, others)
+    # limits_and_usage counted the new rows; the released ones come off now, in one pass.
+    await add_usage(session, {key: -n for key, n in prepared.pending_release.items()})
     seen = prepared.bump
     if prepared.relock:
         # ... and bumped their generations: read those again, under our lock.

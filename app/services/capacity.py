@@ -5,16 +5,18 @@ One implementation, so a candidate that is offered is a claim that will be accep
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Allocation, Inventory
-from app.statements import insert_and_select
+from app.statements import ROWS_IN_ONE_STATEMENT, dialect_of, execute_core, insert_and_select
 
 
 def capacity(total: int, reserved: int, allocation_ratio: float) -> int:
@@ -65,34 +67,51 @@ class InventoryLimits:
         return after <= self.capacity or after <= before
 
 
-def used_amount(provider_id: Any, class_id: Any) -> Any:
-    """SQL for the current usage of one (provider, class), correlated to the outer query's
-    columns: lets set-based reads (allocation candidates) fetch limits and usage in one pass."""
-    return (
-        select(func.coalesce(func.sum(Allocation.used), 0))
-        .where(
-            Allocation.resource_provider_id == provider_id,
-            Allocation.resource_class_id == class_id,
-        )
-        .scalar_subquery()
-    )
-
-
 async def usage_by_provider_class(
     session: AsyncSession, provider_ids: Iterable[int]
 ) -> dict[tuple[int, int], int]:
-    """Current usage, keyed (provider id, resource class id)."""
+    """Current usage, keyed (provider id, resource class id): the inventories' counts."""
     ids = list(set(provider_ids))
     if not ids:
         return {}
     rows = await session.execute(
-        select(
-            Allocation.resource_provider_id, Allocation.resource_class_id, func.sum(Allocation.used)
+        select(Inventory.resource_provider_id, Inventory.resource_class_id, Inventory.used).where(
+            Inventory.resource_provider_id.in_(ids), Inventory.used > 0
         )
-        .where(Allocation.resource_provider_id.in_(ids))
-        .group_by(Allocation.resource_provider_id, Allocation.resource_class_id)
     )
     return {(rp, rc): int(used) for rp, rc, used in rows.all()}
+
+
+# Built once (bound parameters): a write runs it for every (provider, class) it changes, in
+# ascending (provider, class) order: two writers touching the same counts take their row locks
+# in the same order, so neither waits on the other while holding what the other needs.
+_ADD_USAGE = (
+    update(Inventory)
+    .where(
+        Inventory.resource_provider_id == bindparam("rp"),
+        Inventory.resource_class_id == bindparam("rc"),
+    )
+    # updated_at named as itself: a count moving is not a change of the inventory (its
+    # Last-Modified stays), and nothing is left for SQLAlchemy to compute per execution.
+    .values(used=Inventory.used + bindparam("delta"), updated_at=Inventory.updated_at)
+)
+
+
+async def add_usage(session: AsyncSession, deltas: Mapping[tuple[int, int], int]) -> None:
+    """Move the inventories' counts by what a write allocated (+) or released (-)."""
+    params = [
+        {"rp": rp, "rc": rc, "delta": delta} for (rp, rc), delta in sorted(deltas.items()) if delta
+    ]
+    if params:
+        await execute_core(session, _ADD_USAGE, params)
+
+
+def usage_deltas(rows: Iterable[tuple[int, int, int]]) -> dict[tuple[int, int], int]:
+    """(provider, class, amount) rows summed by (provider, class)."""
+    total: dict[tuple[int, int], int] = defaultdict(int)
+    for rp, rc, amount in rows:
+        total[(rp, rc)] += amount
+    return total
 
 
 # The inventory columns an InventoryLimits is made of, in its fields' order.
@@ -108,10 +127,7 @@ _LIMIT_COLUMNS = (Inventory.resource_provider_id, Inventory.resource_class_id, *
 
 
 # Built once (binding parameters): every allocation write runs it.
-_LIMITS_AND_USAGE = select(
-    *_LIMIT_COLUMNS,
-    used_amount(Inventory.resource_provider_id, Inventory.resource_class_id).label("used"),
-).where(
+_LIMITS_AND_USAGE = select(*_LIMIT_COLUMNS, Inventory.used).where(
     Inventory.resource_provider_id.in_(bindparam("providers", expanding=True)),
     Inventory.resource_class_id.in_(bindparam("classes", expanding=True)),
 )
@@ -127,15 +143,56 @@ async def limits_and_usage(
     """The inventories of some providers in some classes, each with its current usage, keyed
     (provider id, class id): one round trip.
 
-    `inserting`: allocation rows to insert in that same round trip (an allocation write's);
-    the usage read is the usage before them.
+    `inserting`: allocation rows to insert, and to add to the inventories' counts, in that same
+    round trip on PostgreSQL (an allocation write's); the usage read is the usage before them.
+    The caller holds the locks of those rows' providers.
     """
     providers, classes = set(provider_ids), set(class_ids)
     if not providers or not classes:
         return {}
     params = {"providers": sorted(providers), "classes": sorted(classes)}
-    rows = await insert_and_select(session, Allocation, list(inserting), _LIMITS_AND_USAGE, params)
+    rows_in = list(inserting)
+    if rows_in and dialect_of(session) == "postgresql" and len(rows_in) <= ROWS_IN_ONE_STATEMENT:
+        statement = _insert_count_and_read(tuple(rows_in[0]), len(rows_in))
+        values = {f"new_{i}_{c}": row[c] for i, row in enumerate(rows_in) for c in rows_in[0]}
+        rows = await execute_core(session, statement, params | values)
+    else:
+        rows = await insert_and_select(session, Allocation, rows_in, _LIMITS_AND_USAGE, params)
+        added = ((r["resource_provider_id"], r["resource_class_id"], r["used"]) for r in rows_in)
+        await add_usage(session, usage_deltas(added))
     return {
         (provider, class_): (InventoryLimits(*limits), int(used))
         for provider, class_, *limits, used in rows
     }
+
+
+@functools.lru_cache(maxsize=ROWS_IN_ONE_STATEMENT)
+def _insert_count_and_read(columns: tuple[str, ...], rows: int) -> Any:
+    """PostgreSQL: insert the allocations, add them to their inventories' counts, and read the
+    limits and counts as they were before, in one statement (its SELECT sees the snapshot its
+    own CTEs do not change)."""
+    new_rows = (
+        insert(Allocation)
+        .values([{c: bindparam(f"new_{i}_{c}") for c in columns} for i in range(rows)])
+        .returning(Allocation.resource_provider_id, Allocation.resource_class_id, Allocation.used)
+        .cte("new_rows")
+    )
+    added = (
+        select(
+            new_rows.c.resource_provider_id,
+            new_rows.c.resource_class_id,
+            func.sum(new_rows.c.used).label("amount"),
+        )
+        .group_by(new_rows.c.resource_provider_id, new_rows.c.resource_class_id)
+        .subquery("added")
+    )
+    counted = (
+        update(Inventory)
+        .where(
+            Inventory.resource_provider_id == added.c.resource_provider_id,
+            Inventory.resource_class_id == added.c.resource_class_id,
+        )
+        .values(used=Inventory.used + added.c.amount, updated_at=Inventory.updated_at)
+        .cte("counted")
+    )
+    return _LIMITS_AND_USAGE.add_cte(new_rows).add_cte(counted)

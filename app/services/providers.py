@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -452,16 +452,9 @@ async def usages(session: AsyncSession, access: Access, uuid: str) -> tuple[int,
     provider = await get(session, access, uuid)
     # Every class the provider has inventory of, with zero when nothing is allocated.
     rows = await session.execute(
-        select(ResourceClass.name, func.coalesce(func.sum(Allocation.used), 0))
-        .select_from(Inventory)
+        select(ResourceClass.name, Inventory.used)
         .join(ResourceClass, ResourceClass.id == Inventory.resource_class_id)
-        .outerjoin(
-            Allocation,
-            (Allocation.resource_provider_id == Inventory.resource_provider_id)
-            & (Allocation.resource_class_id == Inventory.resource_class_id),
-        )
         .where(Inventory.resource_provider_id == provider.id)
-        .group_by(ResourceClass.name)
         .order_by(ResourceClass.name)
     )
     return provider.generation, {name: int(used) for name, used in rows.all()}

@@ -433,12 +433,12 @@ async def test_a_claim_costs_two_statements_on_postgresql(
         claim = body({rp: {"VCPU": 1, "MEMORY_MB": 64}})
         assert (await client.put(f"/allocations/{new_uuid()}", json=claim)).status_code == 204
     # The consumer with its owners' ids, then the providers' lock and bump; the allocations
-    # with the capacity read. PostgreSQL runs each pair as one statement; SQLite (whose writers
-    # queue at BEGIN) runs the four.
+    # with the capacity read and the inventories' counts. PostgreSQL runs the first pair as one
+    # statement and the three others as one; SQLite (whose writers queue at BEGIN) runs five.
     if app.state.database.dialect == "postgresql":
         assert statements == ["WITH", "WITH"]
     else:
-        assert statements == ["INSERT", "UPDATE", "SELECT", "INSERT"]
+        assert statements == ["INSERT", "UPDATE", "SELECT", "INSERT", "UPDATE"]
 
 
 async def test_a_new_consumer_of_a_new_user_or_type_is_recorded_with_them(

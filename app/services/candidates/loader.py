@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import (
     Aggregate,
-    Allocation,
     Inventory,
     ProviderAggregate,
     ProviderTrait,
@@ -161,19 +160,6 @@ async def load_trees(
     in_trees = _trees(roots)
     if also:
         in_trees = or_(in_trees, RP.root_provider_id.in_(list(also)))
-    # Usage of the trees' inventories, summed in one pass (a correlated sum per inventory row
-    # costs the database more than the rest of the query).
-    usage = (
-        select(
-            Allocation.resource_provider_id,
-            Allocation.resource_class_id,
-            func.sum(Allocation.used).label("used"),
-        )
-        .join(RP, RP.id == Allocation.resource_provider_id)
-        .where(in_trees)
-        .group_by(Allocation.resource_provider_id, Allocation.resource_class_id)
-        .subquery()
-    )
     # Core execution: plain rows, without the ORM's per-row loading machinery.
     connection = await session.connection()
     rows = await connection.execute(
@@ -185,15 +171,11 @@ async def load_trees(
             Inventory.resource_class_id,
             ResourceClass.name,
             *LIMIT_FIELDS,
-            func.coalesce(usage.c.used, 0),
+            # Each inventory's usage is kept on its row: no allocation is read here.
+            func.coalesce(Inventory.used, 0),
         )
         .outerjoin(Inventory, Inventory.resource_provider_id == RP.id)
         .outerjoin(ResourceClass, ResourceClass.id == Inventory.resource_class_id)
-        .outerjoin(
-            usage,
-            (usage.c.resource_provider_id == Inventory.resource_provider_id)
-            & (usage.c.resource_class_id == Inventory.resource_class_id),
-        )
         .where(in_trees, visible)
     )
     providers: dict[int, Provider] = {}
