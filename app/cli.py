@@ -147,6 +147,26 @@ def _db_upgrade(_args: argparse.Namespace) -> None:
     print("database at head")
 
 
+def _db_check(_args: argparse.Namespace) -> None:
+    from app.engines import make_engine
+    from app.services.integrity import differences
+
+    async def run() -> list[str]:
+        settings = _settings()
+        engine = make_engine(settings.database_url, settings)
+        try:
+            async with engine.connect() as conn:
+                return await differences(conn)
+        finally:
+            await engine.dispose()
+
+    found = asyncio.run(run())
+    if found:
+        print("\n".join(found))
+        raise _Failed("the database breaks rules allot relies on (listed above)")
+    print("every inventory's usage equals its allocations; every tree is whole")
+
+
 def _import_placement(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -232,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply migrations up to head").set_defaults(func=_db_upgrade)
+    db_sub.add_parser(
+        "check", help="verify usage counts and provider trees against the rows"
+    ).set_defaults(func=_db_check)
     imports = db_sub.add_parser(
         "import-placement", help="copy a Placement database into this (empty) allot database"
     )

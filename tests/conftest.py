@@ -382,3 +382,16 @@ def keystone_settings(keystone: Any) -> dict[str, Any]:
         "auth_keystone_password": allot.password,
         "auth_keystone_project": "service",
     }
+
+
+async def assert_consistent(database_url: str) -> None:
+    """`allot db check`'s rules hold: every inventory's count equals its allocations, every
+    tree is whole. Concurrency and fault tests end with it."""
+    from app.services.integrity import differences
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            assert await differences(conn) == []
+    finally:
+        await engine.dispose()

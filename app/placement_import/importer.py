@@ -36,6 +36,7 @@ from app.models import (
 from app.placement_import import rows as checks
 from app.placement_import.progress import Progress
 from app.placement_import.source import TABLES, Snapshot, SourceError, snapshot
+from app.services.integrity import recount_usage
 from app.services.standard import is_custom, sync_standard_names
 from app.settings import Settings
 
@@ -133,6 +134,8 @@ async def import_placement(
                     await transaction.rollback()
                     refusal = "the source holds rows allot cannot represent; nothing was written:"
                     raise ImportRefused([refusal, *problems.rows])
+                # Placement sums allocations when asked; allot keeps each inventory's count.
+                await recount_usage(target)
                 await _anomalies(target, report)
                 await _advance_sequences(target)
             return report
@@ -206,7 +209,7 @@ class _Copier:
             ("allocations", self._allocations),
         ]
         known = await self.target.execute(select(ResourceClass.id, ResourceClass.name))
-        self.class_names = dict(known.tuples().all())
+        self.class_names = {id_: name for id_, name in known.all()}
         for table, step in steps:
             copied = 0
             self.progress.start(table, self.totals[table])
@@ -254,11 +257,9 @@ class _Copier:
     async def _traits(self, batch: list[dict[str, Any]]) -> None:
         for row in batch:
             checks.check_name(self.problems, "traits", row)
-        known = dict(
-            (await self.target.execute(
-                select(Trait.name, Trait.id).where(Trait.name.in_([r["name"] for r in batch]))
-            )).tuples().all()
-        )  # fmt: skip
+        names = [r["name"] for r in batch]
+        found = await self.target.execute(select(Trait.name, Trait.id).where(Trait.name.in_(names)))
+        known = {name: id_ for name, id_ in found.all()}
         new = [r for r in batch if r["name"] not in known]
         await self._bulk(
             Trait,
@@ -268,7 +269,7 @@ class _Copier:
             added = await self.target.execute(
                 select(Trait.name, Trait.id).where(Trait.name.in_([r["name"] for r in new]))
             )
-            known.update(added.tuples().all())
+            known.update({name: id_ for name, id_ in added.all()})
         for row in batch:
             if row["name"] in known:
                 self.trait_ids[row["id"]] = known[row["name"]]

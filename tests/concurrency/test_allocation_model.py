@@ -1,4 +1,5 @@
-"""Property: random sequences of PUT, POST, DELETE and reshape agree with a model of usage.
+"""Property: random sequences of PUT, POST, DELETE and reshape agree with a model of usage,
+and leave every inventory's kept count (`used`) equal to the sum of its allocations.
 
 The model is the contract in a few lines: a consumer's allocations are replaced as a whole;
 an amount must be within max_unit; a provider never ends above capacity; a write that fails
@@ -15,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.services.integrity import differences
 from tests.allocation_helpers import body, make_provider
 
 PROVIDERS = 2
@@ -170,7 +173,7 @@ async def _check(client: httpx.AsyncClient, world: World, model: Model) -> None:
 )
 @given(steps=operations)
 async def test_random_sequences_match_the_model(
-    client: httpx.AsyncClient, steps: list[tuple[Any, ...]]
+    client: httpx.AsyncClient, app: FastAPI, steps: list[tuple[Any, ...]]
 ) -> None:
     # Fresh providers and consumers per example: examples share the database.
     inventory = {"VCPU": {"total": INITIAL_TOTAL, "max_unit": INITIAL_TOTAL}}
@@ -182,3 +185,6 @@ async def test_random_sequences_match_the_model(
     for step in steps:
         await _apply(client, world, model, step)
         await _check(client, world, model)
+        # And in the rows: every inventory's kept count equals the sum of its allocations.
+        async with app.state.database.engine.connect() as conn:
+            assert await differences(conn) == []

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.models import Allocation, Consumer, ResourceClass, ResourceProvider
 from tests.concurrency import servers
 from tests.concurrency.servers import allot_serve
-from tests.conftest import auth, mint
+from tests.conftest import assert_consistent, auth, mint
 
 pytestmark = pytest.mark.slow
 
@@ -178,6 +178,7 @@ async def _claims_hold(base: str, database_url: str, label: str, seed: int) -> N
             usage = (await http.get(f"/resource_providers/{rp}/usages")).json()["usages"]
             assert usage == {"VCPU": expected[rp]}
             assert usage["VCPU"] <= CAPACITY
+        await assert_consistent(database_url)
         totals = (await http.get(f"/usages?project_id={PROJECT}&consumer_type=all")).json()
         total = sum(expected.values())
         assert totals["usages"] == (

@@ -195,6 +195,7 @@ def test_an_imported_allot_answers_every_read_as_placement_did_and_takes_writes_
     assert run(target, "db", "verify-import", source["database"]).stdout.strip() == (
         "allot holds what Placement holds"
     )
+    run(target, "db", "check")  # the usage counts allot keeps were computed on the way in
 
     server = Process("imported", free_port(), target, tmp_path / "serve.log", workers=1)
     server.start()

@@ -25,6 +25,7 @@ from sqlalchemy import make_url
 from app.engines import make_engine
 from app.main import create_app
 from app.migrations_runner import upgrade
+from app.services.integrity import differences
 from tests.allocation_helpers import body, generation_of, make_provider, new_uuid
 from tests.conftest import PG_URL, make_client, scratch_database
 from tests.conftest import test_settings as settings_for
@@ -185,3 +186,6 @@ async def test_a_write_whose_connection_is_cut_is_503_and_all_or_nothing(
         retried = await c.request(w.method, w.path, json=w.document)
         assert retried.status_code in (200, 204), retried.text
         await w.applied(c)
+    # Whichever way it went, the kept usage counts equal the allocations.
+    async with behind.app.state.database.engine.connect() as conn:
+        assert await differences(conn) == []
