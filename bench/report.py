@@ -294,6 +294,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += scale_out_section(here / "scale_out.json")
     lines += keystone_section(here / "keystone.json")
     lines += import_section(here / "import.json")
+    lines += cloud_scale_section(here / "cloud_scale.json")
     lines += [
         "",
         "## How to reproduce",
@@ -492,6 +493,48 @@ def import_section(path: Path) -> list[str]:
         f"Verdict: {figures['verdict']}. Peak memory is the command's own (wait4's rusage, the "
         "bench process kept small so the figure is not its size at fork). Targets: import under "
         "3 minutes, under 500 MiB.",
+    ]
+
+
+def cloud_scale_section(path: Path) -> list[str]:
+    """allot and Placement on one cloud-size dataset (bench/cloud_scale.py), when recorded."""
+    if not path.exists():
+        return []
+    f = json.loads(path.read_text())
+    data, rows = f["dataset"], []
+    for name, by_target in f["candidates"].items():
+        a, p = by_target["allot"], by_target["placement"]
+        rows.append([
+            f"candidates, {name}, 8 clients", f"{a['p50_ms']} / {a['p99_ms']}",
+            f"{p['p50_ms']} / {p['p99_ms']}",
+            f"{a['p50_ms'] / p['p50_ms']:.3f} / {a['p99_ms'] / p['p99_ms']:.3f}",
+        ])  # fmt: skip
+    a, p = f["claims"]["allot"], f["claims"]["placement"]
+    rows.append([
+        "claims, 32 clients: claims/s, p99 ms", f"{a['accepted_per_s']}, {a['p99_ms']}",
+        f"{p['accepted_per_s']}, {p['p99_ms']}",
+        f"{a['accepted_per_s'] / p['accepted_per_s']:.1f}x, {a['p99_ms'] / p['p99_ms']:.3f}",
+    ])  # fmt: skip
+    pools = f["pool_claims"]
+    for name in pools["allot"]:
+        rows.append([f"one claim at a time, {name}: p50 ms", pools["allot"][name],
+                     pools["placement"][name], ""])  # fmt: skip
+    hot, empty = (pools["allot"][k] for k in pools["allot"])
+    largest = max(f["allot_rss_mib"].values())
+    return [
+        "",
+        "## Cloud-scale data (bench/cloud_scale.py)",
+        "",
+        f"Recorded {f['recorded']} at commit `{f['commit']}`, on the machine above: "
+        f"{data['providers']:,} providers, {data['consumers']:,} consumers and "
+        f"{data['allocations']:,} allocation rows, built in Placement's schema in "
+        f"{data['load_s']} s and imported into allot in {data['import_s']} s; allot (2 "
+        "workers) and Placement 16.0.0 (gunicorn, 2 workers) on the same PostgreSQL.",
+        "",
+        *_table(["measure", "allot", "Placement", "allot / Placement"], rows),
+        "",
+        f"A claim on a pool holding 100,000 allocations took {hot / empty:.2f}x a claim on an "
+        f"empty pool (p50s, allot). Largest allot process after the run: {largest} MiB.",
     ]
 
 

@@ -78,15 +78,17 @@ def sync_schema(connection: str, workdir: Path) -> None:
 
 
 @contextmanager
-def placement(connection: str, workdir: Path) -> Iterator[str]:
+def placement(connection: str, workdir: Path, workers: int = 1) -> Iterator[str]:
     """Placement serving `connection` (its schema synced first); its URL."""
+    workdir.mkdir(parents=True, exist_ok=True)
     sync_schema(connection, workdir)
     etc = workdir / "placement-etc"
     port = free_port()
     with (workdir / "placement.log").open("ab") as out:
         process = subprocess.Popen(
-            [str(PLACEMENT_VENV / "bin/gunicorn"), "--workers", "1", "--bind", f"127.0.0.1:{port}",
-             "--access-logfile", "/dev/null", "placement.wsgi.api:application"],
+            [str(PLACEMENT_VENV / "bin/gunicorn"), "--workers", str(workers),
+             "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null",
+             "placement.wsgi.api:application"],
             env={**os.environ, "OS_PLACEMENT_CONFIG_DIR": str(etc)},
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
