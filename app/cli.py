@@ -170,7 +170,8 @@ def _db_check(_args: argparse.Namespace) -> None:
 def _import_placement(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from app.placement_import.importer import Owners, import_placement
+    from app.placement_import.copier import Owners
+    from app.placement_import.importer import import_placement
     from app.placement_import.progress import Progress
 
     owners = Owners.from_file(Path(args.owners)) if args.owners else None

@@ -30,13 +30,12 @@ allocation row survives, and no generation moves.
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, or_, select, true, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz import actions
@@ -54,6 +53,13 @@ from app.models.base import utcnow
 from app.services import consumers
 from app.services.capacity import InventoryLimits, add_usage, limits_and_usage, usage_deltas
 from app.services.consumers import ConsumerRow
+from app.services.provider_locks import (
+    LOCK,
+    LOCK_AND_BUMP,
+    create_and_lock,
+    lock_params,
+    lock_providers,
+)
 from app.services.standard import standard_class_id
 from app.statements import GenerationConflict, bump_generation, dialect_of, execute_core
 
@@ -288,35 +294,6 @@ async def _class_ids(session: AsyncSession, writes: Sequence[ConsumerWrite]) -> 
     return found
 
 
-# Built once (binding parameters): one of these runs in every allocation write.
-_NAMED_PROVIDERS = (
-    select(ResourceProvider.id)
-    .where(
-        or_(
-            ResourceProvider.uuid.in_(bindparam("uuids", expanding=True)),
-            ResourceProvider.id.in_(bindparam("ids", expanding=True)),
-        )
-    )
-    .order_by(ResourceProvider.id)
-    .with_for_update(key_share=True)
-)
-_PROVIDER_COLUMNS = (
-    ResourceProvider.id,
-    ResourceProvider.uuid,
-    ResourceProvider.owner_project_id,
-    ResourceProvider.generation,
-)
-_LOCK = select(*_PROVIDER_COLUMNS).where(ResourceProvider.id.in_(_NAMED_PROVIDERS))
-# The locking sub-select takes the row locks in id order; the UPDATE then bumps them.
-_LOCK_AND_BUMP = (
-    update(ResourceProvider)
-    .where(ResourceProvider.id.in_(_NAMED_PROVIDERS))
-    .values(generation=ResourceProvider.generation + 1, updated_at=bindparam("now"))
-    .returning(*_PROVIDER_COLUMNS)
-    .execution_options(synchronize_session=False)
-)
-
-
 async def _lock_providers_of(
     session: AsyncSession,
     access: Access,
@@ -337,8 +314,8 @@ async def _lock_providers_of(
     if not uuids and not also:
         return {}, {}
     if rows is None:
-        params = _lock_params(uuids, also, bump=bump)
-        rows = await execute_core(session, _LOCK_AND_BUMP if bump else _LOCK, params)
+        params = lock_params(uuids, also, bump=bump)
+        rows = await execute_core(session, LOCK_AND_BUMP if bump else LOCK, params)
     locked: dict[int, int] = {}
     found: dict[str, _Provider] = {}
     for id_, uuid, owner, generation in rows:
@@ -357,26 +334,6 @@ async def _lock_providers_of(
         # A provider was deleted after we resolved it: decide again from the start.
         raise GenerationConflict("a provider disappeared before it could be locked")
     return found, locked
-
-
-def _lock_params(uuids: set[str], also: set[int], *, bump: bool) -> dict[str, Any]:
-    params: dict[str, Any] = {"uuids": sorted(uuids), "ids": sorted(also)}
-    if bump:
-        params["now"] = utcnow()
-    return params
-
-
-@functools.cache
-def _create_and_lock(typed: bool) -> Any:
-    """PostgreSQL: create the new consumer and, only once it is created, lock and bump the
-    payload's providers (`_LOCK_AND_BUMP`), in one statement: (consumer id, *provider row).
-
-    The lock waits on the consumer's insert (it reads its result), so the lock order is the
-    one every write keeps: consumers, then providers. No consumer created, nothing locked.
-    """
-    created = consumers.create_if_new_statement("postgresql", typed).cte("created")
-    locked = _LOCK_AND_BUMP.where(exists(select(created.c.id))).cte("locked")
-    return select(created.c.id, *locked.c).select_from(created).outerjoin(locked, true())
 
 
 async def _create_new_consumer(
@@ -400,8 +357,8 @@ async def _create_new_consumer(
         )
         return (None if id_ is None else {w.uuid: id_}), None
     params = consumers.create_if_new_params(w.uuid, w.project_id, w.user_id, w.consumer_type)
-    params |= _lock_params(set(w.allocations), set(), bump=True)
-    rows = await execute_core(session, _create_and_lock(w.consumer_type is not None), params)
+    params |= lock_params(set(w.allocations), set(), bump=True)
+    rows = await execute_core(session, create_and_lock(w.consumer_type is not None), params)
     if not rows:
         return None, None
     # An unknown provider locks nothing: one row, with no provider in it.
@@ -439,31 +396,6 @@ async def _old_allocations(session: AsyncSession, consumer_ids: set[int]) -> _Ol
         ).where(Allocation.consumer_id.in_(sorted(consumer_ids)))
     )
     return _Old([(c, rp, rc, used) for c, rp, rc, used in rows.all()])
-
-
-async def lock_providers(session: AsyncSession, provider_ids: Iterable[int]) -> dict[int, int]:
-    """Lock provider rows in ascending id order; their generations, by id.
-
-    PostgreSQL takes the row locks in the ORDER BY order, so every writer queues on the
-    providers it shares with another in the same order: no deadlock, and no lost race to
-    retry. SQLite serialises writers at BEGIN IMMEDIATE and ignores FOR UPDATE.
-    """
-    ids = sorted(set(provider_ids))
-    if not ids:
-        return {}
-    rows = await session.execute(
-        select(ResourceProvider.id, ResourceProvider.generation)
-        .where(ResourceProvider.id.in_(ids))
-        .order_by(ResourceProvider.id)
-        # FOR NO KEY UPDATE: what the generation UPDATE takes anyway; rows that merely
-        # reference the provider (inventories, allocations) can still be inserted.
-        .with_for_update(key_share=True)
-    )
-    locked = {id_: generation for id_, generation in rows.all()}
-    if len(locked) != len(ids):
-        # A provider was deleted after we resolved it: decide again from the start.
-        raise GenerationConflict("a provider disappeared before it could be locked")
-    return locked
 
 
 def _owner_names(writes: Sequence[ConsumerWrite]) -> dict[str, set[str]]:
