@@ -35,14 +35,18 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 
 from bench import load
 from bench.dataset import copy, uuid_of
 from bench.side_by_side import psql, recreate, rss_mib
 from tests.concurrency import servers
 from tests.conftest import mint
-from tests.placement_server import create_database, drop_database, placement
+from tests.placement_server import (
+    create_database,
+    drop_database,
+    placement,
+    with_standard_traits,
+)
 
 HERE = Path(__file__).resolve().parent
 ALLOT = str(Path(sys.executable).with_name("allot"))
@@ -295,12 +299,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="allot-cloud-bench-"))
     results: dict[str, Any] = {}
     try:
-        with placement(source, work / "sync") as url:  # its schema, and its standard traits
-            httpx.get(
-                f"{url}/traits",
-                headers={"x-auth-token": "admin", "openstack-api-version": "placement 1.6"},
-                timeout=60,
-            )
+        with_standard_traits(source, work / "sync")
         started = time.perf_counter()
         dsn = f"postgresql://postgres@127.0.0.1:5432/{SOURCE}"
         results["dataset"] = asyncio.run(load_placement(dsn, args.computes, args.consumers))

@@ -22,10 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.side_by_side import psql, recreate
-from tests.placement_server import create_database, drop_database, placement
+from tests.placement_server import create_database, drop_database, with_standard_traits
 
 HERE = Path(__file__).resolve().parent
 ALLOT = str(Path(sys.executable).with_name("allot"))
@@ -49,9 +47,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     source = create_database("postgresql", SOURCE)
     work = Path(tempfile.mkdtemp(prefix="allot-import-bench-"))
     try:
-        with placement(source, work) as url:  # its schema, and its standard traits
-            httpx.get(f"{url}/traits", headers={"x-auth-token": "admin",
-                      "openstack-api-version": "placement 1.6"}, timeout=60)  # fmt: skip
+        with_standard_traits(source, work)
         # In a process of its own: a child's peak memory (ru_maxrss) starts from its parent's
         # size at fork, so this process stays small for the measurement to be the importer's.
         started = time.perf_counter()

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -31,11 +29,11 @@ from typing import Any
 import httpx
 
 from bench import load
-from bench.side_by_side import PLACEMENT_VENV, psql, recreate
 from tests.concurrency import servers
 from tests.conftest import mint
-from tests.deployment.topology import free_port, wait_for
+from tests.deployment.topology import free_port
 from tests.keystone_server import Keystone, User
+from tests.placement_server import create_database, drop_database, placement
 
 HERE = Path(__file__).resolve().parent
 PORTS = range(8950, 9000)
@@ -45,52 +43,18 @@ PLACEMENT_DB = "placement_bench_keystone"
 @contextmanager
 def placement_with_keystone(keystone: Keystone, user: User, workdir: Path) -> Iterator[str]:
     """Placement with keystonemiddleware in front, validating tokens as `user`."""
-    recreate(PLACEMENT_DB)
-    etc = workdir / "placement-etc"
-    etc.mkdir()
-    (etc / "placement.conf").write_text(
-        f"""[DEFAULT]
-debug = False
-[api]
-auth_strategy = keystone
-[keystone_authtoken]
-www_authenticate_uri = {keystone.url}
-auth_url = {keystone.url}
-auth_type = password
-username = {user.name}
-password = {user.password}
-project_name = service
-user_domain_name = Default
-project_domain_name = Default
-token_cache_time = 300
-[placement_database]
-connection = postgresql+psycopg2://postgres:postgres@127.0.0.1:5432/{PLACEMENT_DB}
-max_pool_size = 10
-max_overflow = 20
-"""
+    database = create_database("postgresql", PLACEMENT_DB)
+    authtoken = (
+        f"www_authenticate_uri = {keystone.url}\nauth_url = {keystone.url}\n"
+        f"auth_type = password\nusername = {user.name}\npassword = {user.password}\n"
+        "project_name = service\nuser_domain_name = Default\nproject_domain_name = Default\n"
+        "token_cache_time = 300\n"
     )
-    env = {**os.environ, "OS_PLACEMENT_CONFIG_DIR": str(etc)}
-    subprocess.run(
-        [str(PLACEMENT_VENV / "bin/placement-manage"), "--config-file", str(etc / "placement.conf"),
-         "db", "sync"],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
-    port = servers.free_port(PORTS)
-    with (workdir / "placement.log").open("wb") as out:
-        process = subprocess.Popen(
-            [str(PLACEMENT_VENV / "bin/gunicorn"), "--workers", "2", "--bind",
-             f"127.0.0.1:{port}", "--access-logfile", "/dev/null", "--log-level", "warning",
-             "placement.wsgi.api:application"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: httpx.get(url, timeout=2).status_code == 200, "Placement", 120)
-        yield url
+        with placement(database, workdir, workers=2, keystone=authtoken) as url:
+            yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        psql("postgres", f'DROP DATABASE IF EXISTS "{PLACEMENT_DB}" WITH (FORCE)')
+        drop_database("postgresql", PLACEMENT_DB)
 
 
 def _keystone_target(name: str, url: str, token: str) -> load.Target:

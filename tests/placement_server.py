@@ -56,20 +56,24 @@ def drop_database(kind: str, name: str) -> None:
         subprocess.run(["mysql", "-h", "127.0.0.1", "-uroot", "-e", sql], check=False)
 
 
-def _config(workdir: Path, connection: str, extra: str = "") -> Path:
+def _config(workdir: Path, connection: str, keystone: str = "") -> Path:
+    """placement.conf: noauth2, or keystonemiddleware with `keystone` as its
+    [keystone_authtoken] section's body."""
     etc = workdir / "placement-etc"
     etc.mkdir(exist_ok=True)
+    auth = f"keystone\n[keystone_authtoken]\n{keystone}" if keystone else "noauth2"
     (etc / "placement.conf").write_text(
-        f"[DEFAULT]\ndebug = False\n[api]\nauth_strategy = noauth2\n"
-        f"[placement_database]\nconnection = {connection}\n{extra}"
+        f"[DEFAULT]\ndebug = False\n[api]\nauth_strategy = {auth}\n"
+        f"[placement_database]\nconnection = {connection}\nmax_pool_size = 10\n"
+        "max_overflow = 20\n"
     )
     return etc
 
 
-def sync_schema(connection: str, workdir: Path) -> None:
+def sync_schema(connection: str, workdir: Path, keystone: str = "") -> None:
     """Placement's own `placement-manage db sync`: its schema at 16.0.0's head."""
     ensure_venv()
-    etc = _config(workdir, connection)
+    etc = _config(workdir, connection, keystone)
     subprocess.run(
         [str(PLACEMENT_VENV / "bin/placement-manage"), "--config-file", str(etc / "placement.conf"),
          "db", "sync"],
@@ -77,18 +81,28 @@ def sync_schema(connection: str, workdir: Path) -> None:
     )  # fmt: skip
 
 
+def with_standard_traits(connection: str, workdir: Path) -> None:
+    """Placement's schema, and the standard traits it writes on its first request."""
+    with placement(connection, workdir) as url:
+        headers = {"x-auth-token": "admin", "openstack-api-version": "placement 1.6"}
+        httpx.get(f"{url}/traits", headers=headers, timeout=60).raise_for_status()
+
+
 @contextmanager
-def placement(connection: str, workdir: Path, workers: int = 1) -> Iterator[str]:
-    """Placement serving `connection` (its schema synced first); its URL."""
+def placement(
+    connection: str, workdir: Path, workers: int = 1, keystone: str = ""
+) -> Iterator[str]:
+    """Placement serving `connection` (its schema synced first); its URL. `keystone`: the
+    [keystone_authtoken] settings, to validate Keystone tokens instead of noauth2."""
     workdir.mkdir(parents=True, exist_ok=True)
-    sync_schema(connection, workdir)
+    sync_schema(connection, workdir, keystone)
     etc = workdir / "placement-etc"
     port = free_port()
     with (workdir / "placement.log").open("ab") as out:
         process = subprocess.Popen(
             [str(PLACEMENT_VENV / "bin/gunicorn"), "--workers", str(workers),
              "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null",
-             "placement.wsgi.api:application"],
+             "--log-level", "warning", "placement.wsgi.api:application"],
             env={**os.environ, "OS_PLACEMENT_CONFIG_DIR": str(etc)},
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
