@@ -521,6 +521,21 @@ def cloud_scale_section(path: Path) -> list[str]:
                      pools["placement"][name], ""])  # fmt: skip
     hot, empty = (pools["allot"][k] for k in pools["allot"])
     largest = max(f["allot_rss_mib"].values())
+    large = f.get("at_100k_providers")
+    at_large = []
+    if large:
+        at_large = [
+            "",
+            f"At {large['dataset']['providers']:,} providers ({large['dataset']['consumers']:,} "
+            f"consumers, {large['dataset']['allocations']:,} allocations; recorded "
+            f"{large['recorded']}, allot alone, `--large`), candidates at limit=10, 8 clients, "
+            "p50 / p99: "
+            + ", ".join(
+                f"{name} {large[name]['p50_ms']} / {large[name]['p99_ms']} ms"
+                for name in ("plain", "granular")
+            )
+            + f"; largest allot process {max(large['allot_rss_mib'].values())} MiB.",
+        ]
     return [
         "",
         "## Cloud-scale data (bench/cloud_scale.py)",
@@ -535,6 +550,7 @@ def cloud_scale_section(path: Path) -> list[str]:
         "",
         f"A claim on a pool holding 100,000 allocations took {hot / empty:.2f}x a claim on an "
         f"empty pool (p50s, allot). Largest allot process after the run: {largest} MiB.",
+        *at_large,
     ]
 
 
