@@ -33,7 +33,8 @@ from app.schemas.providers import (
 )
 from app.services import providers as service
 from app.services import request_groups
-from app.services.providers import Filters, Provider
+from app.services.provider_search import Filters, find
+from app.services.providers import Provider
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -155,7 +156,7 @@ async def list_resource_providers(
 ) -> dict[str, Any]:
     query = QueryString(request, _allowed(version), repeatable=_repeatable(version))
     filters = _filters(query, version)
-    found = await service.find(session, access, filters)
+    found = await find(session, access, filters)
     set_last_modified(response, version, service.last_modified(found))
     return {"resource_providers": [shape(request, version, p) for p in found]}
 
