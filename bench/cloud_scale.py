@@ -37,7 +37,7 @@ from typing import Any
 import asyncpg
 
 from bench import load
-from bench.dataset import copy, uuid_of
+from bench.dataset import advance_sequences, copy, uuid_of
 from bench.side_by_side import psql, recreate, rss_mib
 from tests.concurrency import servers
 from tests.conftest import mint
@@ -174,20 +174,11 @@ async def load_placement(dsn: str, computes: int, consumers: int) -> dict[str, i
                 ["consumer_id", "resource_provider_id", "resource_class_id", "used"],
                 [(uuids[c], rp, rc, n) for c, rp, rc, n in rows["alloc"]],
             )
-            for table in (
-                "resource_providers",
-                "inventories",
-                "placement_aggregates",
-                "projects",
-                "users",
-                "consumer_types",
-                "consumers",
-                "allocations",
-            ):
-                await conn.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                    f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
-                )
+            await advance_sequences(
+                conn,
+                ("resource_providers", "inventories", "placement_aggregates", "projects",
+                 "users", "consumer_types", "consumers", "allocations"),
+            )  # fmt: skip
         await conn.execute("ANALYZE")
     finally:
         await conn.close()

@@ -175,6 +175,15 @@ async def copy(
     )
 
 
+async def advance_sequences(conn: asyncpg.Connection, tables: tuple[str, ...]) -> None:
+    """Rows were copied with their ids: each table's sequence moves past them."""
+    for table in tables:
+        await conn.execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+            f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
+        )
+
+
 async def load_consumers(conn: asyncpg.Connection, rows: Rows, consumers: int) -> int:
     made, allocations = consumer_rows(rows, consumers)
     await copy(
@@ -202,11 +211,9 @@ async def load_consumers(conn: asyncpg.Connection, rows: Rows, consumers: int) -
         ["consumer_id", "resource_provider_id", "resource_class_id", "used"],
         [(uuids[c] if by_uuid else c, rp, rc, used) for c, rp, rc, used in allocations],
     )
-    for table in ("projects", "users", "consumer_types", "consumers", "allocations"):
-        await conn.execute(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-            f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
-        )
+    await advance_sequences(
+        conn, ("projects", "users", "consumer_types", "consumers", "allocations")
+    )
     return len(allocations)
 
 
@@ -263,11 +270,9 @@ async def load(dsn: str, providers: int, consumers: int = 0) -> dict[str, Any]:
                 ["resource_provider_id", "aggregate_id"],
                 [(pid, rack + 1) for pid, rack in rows.aggregates],
             )
-            for table in ("resource_providers", "inventories", "placement_aggregates"):
-                await conn.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                    f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
-                )
+            await advance_sequences(
+                conn, ("resource_providers", "inventories", "placement_aggregates")
+            )
             allocations = await load_consumers(conn, rows, consumers) if consumers else 0
         await conn.execute("ANALYZE")
     finally:

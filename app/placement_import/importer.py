@@ -147,15 +147,14 @@ async def _make_room(target: AsyncConnection, replace: bool) -> None:
 
 
 async def _anomalies(target: AsyncConnection, report: Report) -> None:
+    # After recount_usage every inventory holds its usage: no allocation is summed here.
     over = await target.execute(
         text(
             "SELECT p.uuid, i.resource_class_id, "
-            "(i.total - i.reserved) * i.allocation_ratio AS capacity, sum(a.used) AS used "
+            "(i.total - i.reserved) * i.allocation_ratio AS capacity, i.used "
             "FROM inventories i JOIN resource_providers p ON p.id = i.resource_provider_id "
-            "JOIN allocations a ON a.resource_provider_id = i.resource_provider_id "
-            "AND a.resource_class_id = i.resource_class_id "
-            "GROUP BY p.uuid, i.resource_class_id, i.total, i.reserved, i.allocation_ratio "
-            "HAVING sum(a.used) > (i.total - i.reserved) * i.allocation_ratio ORDER BY p.uuid"
+            "WHERE i.used > (i.total - i.reserved) * i.allocation_ratio "
+            "ORDER BY p.uuid, i.resource_class_id"
         )
     )
     report.over_capacity = [

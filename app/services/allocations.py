@@ -30,7 +30,6 @@ allocation row survives, and no generation moves.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,10 +98,7 @@ class _Old:
         return {rp for c, rp, _, _ in self.rows if c in consumer_ids}
 
     def used(self) -> dict[tuple[int, int], int]:
-        total: dict[tuple[int, int], int] = defaultdict(int)
-        for _, rp, rc, used in self.rows:
-            total[(rp, rc)] += used
-        return total
+        return usage_deltas((rp, rc, used) for _, rp, rc, used in self.rows)
 
 
 @dataclass
@@ -478,9 +474,7 @@ def _check_capacity(
     `capacity`: the inventories with their usage by others (the consumers' old allocations
     are deleted by then, the new ones not counted)."""
     old = prepared.old.used()
-    adding: dict[tuple[int, int], int] = defaultdict(int)
-    for _, rp_id, rc_id, amount in rows:
-        adding[(rp_id, rc_id)] += amount
+    adding = usage_deltas((rp_id, rc_id, amount) for _, rp_id, rc_id, amount in rows)
     for w in prepared.writes:
         for rp_uuid, resources in w.allocations.items():
             rp = prepared.providers[rp_uuid].id
