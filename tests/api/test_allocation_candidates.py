@@ -189,6 +189,23 @@ async def test_root_required(client: httpx.AsyncClient, cloud: Layout) -> None:
 
 # --- aggregates and trees -----------------------------------------------------------------
 
+async def test_trees_between_the_wanted_ones_are_not_offered(client: httpx.AsyncClient) -> None:
+    # Trees created one after the other are read by id range; those in between that the
+    # request excludes must neither be offered nor summarised.
+    lay = Layout(client)
+    for i in range(6):
+        traits = ["HW_CPU_X86_AVX2"] if i % 2 == 0 else []
+        await lay.provider(f"cn{i}", traits=traits)
+        await lay.provider(f"cn{i}_numa", parent=f"cn{i}", inventory={"PCPU": 4})
+    query = "resources=PCPU:1&root_required=HW_CPU_X86_AVX2"
+    response = await client.get(f"{URL}?{query}", headers=v("latest"))
+    assert lay.named_all(response.json()) == cands(
+        {"cn0_numa": {"PCPU": 1}}, {"cn2_numa": {"PCPU": 1}}, {"cn4_numa": {"PCPU": 1}}
+    )
+    summarised = {lay.names[uuid] for uuid in response.json()["provider_summaries"]}
+    assert summarised == {"cn0", "cn0_numa", "cn2", "cn2_numa", "cn4", "cn4_numa"}
+
+
 
 async def test_member_of(client: httpx.AsyncClient, cloud: Layout) -> None:
     # The unsuffixed group: a provider in the aggregate, or in a tree whose root is.

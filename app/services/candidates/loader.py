@@ -24,6 +24,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from app.models import (
     Aggregate,
@@ -38,8 +39,10 @@ from app.services.candidates.search import Provider, World
 from app.services.capacity import LIMIT_FIELDS, InventoryLimits
 
 RP = ResourceProvider
-# Roots whose ids span at most this many ids per root are read as one id range.
-DENSE_RANGE = 4
+# Ids read as one range when they are at most this far apart (roots, then any providers),
+# unless that makes more than MAX_SPANS ranges.
+ROOT_GAP, PROVIDER_GAP = 8, 16
+MAX_SPANS = 32
 
 
 @dataclass
@@ -86,15 +89,28 @@ async def root_of(session: AsyncSession, uuid: str, visible: ColumnElement[bool]
     return root
 
 
-def _trees(roots: Sequence[int]) -> ColumnElement[bool]:
-    """SQL: "in the trees of `roots`". A range when the roots are dense in id order (one
-    index range scan, estimated well by the planner; trees in between not asked for are read
-    but ignored), else the list."""
-    if not roots:
+def _among(
+    column: QueryableAttribute[int | None] | QueryableAttribute[int], ids: Sequence[int], gap: int
+) -> ColumnElement[bool]:
+    """SQL: `column` is one of the ascending `ids`, as ranges where they run close together.
+
+    Providers of a tree are mostly created together, so the ids a batch needs are dense: one
+    index range scan per run of ids, which the planner estimates well, where a long IN list
+    makes it misjudge and scan a whole table. Rows in a range but not asked for are read and
+    dropped by the caller. Ids too scattered for a few ranges stay a list."""
+    if not ids:
         return false()
-    if roots[-1] - roots[0] <= DENSE_RANGE * len(roots):
-        return RP.root_provider_id.between(roots[0], roots[-1])
-    return RP.root_provider_id.in_(list(roots))
+    spans: list[tuple[int, int]] = []
+    start = previous = ids[0]
+    for i in ids[1:]:
+        if i - previous > gap:
+            spans.append((start, previous))
+            start = i
+        previous = i
+    spans.append((start, previous))
+    if len(spans) > MAX_SPANS:
+        return column.in_(list(ids))
+    return or_(*(column.between(lo, hi) if lo < hi else column == lo for lo, hi in spans))
 
 
 def sharing_roots(shares_trait: int, visible: ColumnElement[bool]) -> Select[Any]:
@@ -157,9 +173,7 @@ async def load_trees(
     Two queries."""
     if not roots and not also:
         return {}
-    in_trees = _trees(roots)
-    if also:
-        in_trees = or_(in_trees, RP.root_provider_id.in_(list(also)))
+    in_trees = _among(RP.root_provider_id, sorted({*roots, *also}), ROOT_GAP)
     # Core execution: plain rows, without the ORM's per-row loading machinery.
     connection = await session.connection()
     rows = await connection.execute(
@@ -194,27 +208,27 @@ async def load_trees(
             names.classes[rc] = rc_name
     if not providers:
         return providers
+    loaded = sorted(providers)
     links: Any = await connection.execute(
         union_all(
             select(
                 literal("t"), ProviderTrait.resource_provider_id, ProviderTrait.trait_id, Trait.name
             )
-            .join(RP, RP.id == ProviderTrait.resource_provider_id)
             .join(Trait, Trait.id == ProviderTrait.trait_id)
-            .where(in_trees),
+            .where(_among(ProviderTrait.resource_provider_id, loaded, PROVIDER_GAP)),
             select(
                 literal("a"),
                 ProviderAggregate.resource_provider_id,
                 ProviderAggregate.aggregate_id,
                 null(),
-            )
-            .join(RP, RP.id == ProviderAggregate.resource_provider_id)
-            .where(in_trees),
+            ).where(_among(ProviderAggregate.resource_provider_id, loaded, PROVIDER_GAP)),
         )
     )
     traits: dict[int, set[int]] = defaultdict(set)
     aggs: dict[int, set[int]] = defaultdict(set)
     for kind, pid, id_, name in links.all():
+        if pid not in providers:
+            continue  # in a range read, but not asked for
         if kind == "t":
             traits[pid].add(id_)
             names.traits[id_] = name
