@@ -193,8 +193,16 @@ async def prepare(
     released_from = old.providers_of(releasing)
     # The reshaper writes inventories (and generations) before `finish`: it bumps there.
     bump_now = not also_lock
+    # The providers the consumers move away from are locked too (not bumped), in the same
+    # sorted statement: the counts lowered there then never wait on a writer that waits on us.
     providers, locked = await _lock_providers_of(
-        session, access, writes, released_from | set(also_lock), bump=bump_now, rows=provider_rows
+        session,
+        access,
+        writes,
+        released_from | set(also_lock),
+        keep=old.providers_of(set(had)),
+        bump=bump_now,
+        rows=provider_rows,
     )
     bump = {p.id for p in providers.values()} | released_from
     if had:
@@ -296,21 +304,23 @@ async def _lock_providers_of(
     writes: Sequence[ConsumerWrite],
     also: set[int],
     *,
+    keep: set[int],
     bump: bool,
     rows: Sequence[Any] | None = None,
 ) -> tuple[dict[str, _Provider], dict[int, int]]:
-    """Lock the payload's providers and the `also` ones in ascending id order, in one
-    statement that also bumps their generations when `bump` (a round trip less under lock).
+    """Lock the payload's providers and the `also` and `keep` ones in ascending id order, in
+    one statement that also bumps the generations of all but `keep` when `bump` (a round trip
+    less under lock).
     `rows`: what that statement returned, when `_create_new_consumer` ran it already.
 
     Returns the payload's providers by UUID, and the generations of all locked ones by id.
     A payload provider the caller may not see is as unknown: 400.
     """
     uuids = {uuid for w in writes for uuid in w.allocations}
-    if not uuids and not also:
+    if not uuids and not also and not keep:
         return {}, {}
     if rows is None:
-        params = lock_params(uuids, also, bump=bump)
+        params = lock_params(uuids, also, bump=bump, keep=keep)
         rows = await execute_core(session, LOCK_AND_BUMP if bump else LOCK, params)
     locked: dict[int, int] = {}
     found: dict[str, _Provider] = {}

@@ -12,7 +12,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, exists, or_, select, true, update
+from sqlalchemy import bindparam, case, exists, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import ResourceProvider
@@ -20,15 +20,17 @@ from app.models.base import utcnow
 from app.services import consumers
 from app.statements import GenerationConflict
 
-# Built once (binding parameters): one of these runs in every allocation write.
+# Built once (binding parameters): one of these runs in every allocation write. `uuids` and
+# `ids` are the providers a write changes; `keep` those it only takes allocations off (a move's
+# old providers): locked in the same order, so the counts it lowers there are its alone, but
+# their generations stay as they are, as Placement leaves them.
+_CHANGED = or_(
+    ResourceProvider.uuid.in_(bindparam("uuids", expanding=True)),
+    ResourceProvider.id.in_(bindparam("ids", expanding=True)),
+)
 _NAMED_PROVIDERS = (
     select(ResourceProvider.id)
-    .where(
-        or_(
-            ResourceProvider.uuid.in_(bindparam("uuids", expanding=True)),
-            ResourceProvider.id.in_(bindparam("ids", expanding=True)),
-        )
-    )
+    .where(or_(_CHANGED, ResourceProvider.id.in_(bindparam("keep", expanding=True))))
     .order_by(ResourceProvider.id)
     .with_for_update(key_share=True)
 )
@@ -39,18 +41,23 @@ _PROVIDER_COLUMNS = (
     ResourceProvider.generation,
 )
 LOCK = select(*_PROVIDER_COLUMNS).where(ResourceProvider.id.in_(_NAMED_PROVIDERS))
-# The locking sub-select takes the row locks in id order; the UPDATE then bumps them.
+# The locking sub-select takes the row locks in id order; the UPDATE then bumps the changed.
 LOCK_AND_BUMP = (
     update(ResourceProvider)
     .where(ResourceProvider.id.in_(_NAMED_PROVIDERS))
-    .values(generation=ResourceProvider.generation + 1, updated_at=bindparam("now"))
+    .values(
+        generation=ResourceProvider.generation + case((_CHANGED, 1), else_=0),
+        updated_at=case((_CHANGED, bindparam("now")), else_=ResourceProvider.updated_at),
+    )
     .returning(*_PROVIDER_COLUMNS)
     .execution_options(synchronize_session=False)
 )
 
 
-def lock_params(uuids: set[str], also: set[int], *, bump: bool) -> dict[str, Any]:
-    params: dict[str, Any] = {"uuids": sorted(uuids), "ids": sorted(also)}
+def lock_params(
+    uuids: set[str], also: set[int], *, bump: bool, keep: Iterable[int] = ()
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"uuids": sorted(uuids), "ids": sorted(also), "keep": sorted(keep)}
     if bump:
         params["now"] = utcnow()
     return params

@@ -84,3 +84,46 @@ async def test_a_claim_takes_its_consumer_before_its_providers(
         await holder.rollback()
         assert (await asyncio.wait_for(claim, GUARD_S)).status_code == 204
     await engine.dispose()
+
+
+async def test_a_move_locks_the_provider_it_leaves_without_bumping_it(
+    served: tuple[FastAPI, str],
+) -> None:
+    # Two consumers moving opposite ways between two providers each lower a count on the
+    # provider the other is claiming on: both lock both providers, in the same order, first.
+    application, url = served
+    token = mint(roles=["admin"], project="admin-project")
+    headers = {**auth(token), "openstack-api-version": "placement latest"}
+    engine = create_async_engine(url)
+    async with make_client(application, headers) as client, engine.connect() as holder:
+        left = await make_provider(client, {"VCPU": {"total": 8}})
+        right = await make_provider(client, {"VCPU": {"total": 8}})
+        consumer = new_uuid()
+        put = await client.put(f"/allocations/{consumer}", json=body({left: {"VCPU": 2}}))
+        assert put.status_code == 204
+        before = (await client.get(f"/resource_providers/{left}")).json()["generation"]
+
+        await holder.execute(
+            text("SELECT id FROM resource_providers WHERE uuid = :rp FOR UPDATE"), {"rp": left}
+        )
+        move = asyncio.create_task(
+            client.put(
+                f"/allocations/{consumer}", json=body({right: {"VCPU": 2}}, generation=1)
+            )
+        )
+        async with engine.connect() as observer:
+            for _ in range(GUARD_S * 20):
+                if await _waiting_on_a_lock(observer, engine.url.database or ""):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the move never waited for the provider it leaves")
+        assert not move.done()
+        await holder.rollback()
+        assert (await asyncio.wait_for(move, GUARD_S)).status_code == 204
+
+        usages = (await client.get(f"/resource_providers/{left}/usages")).json()["usages"]
+        assert usages == {"VCPU": 0}
+        after = (await client.get(f"/resource_providers/{left}")).json()["generation"]
+        assert after == before
+    await engine.dispose()
