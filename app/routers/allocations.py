@@ -33,8 +33,8 @@ from app.schemas.allocations import (
 )
 from app.services import allocation_reads, providers
 from app.services import allocations as service
+from app.services.allocation_consumers import ConsumerWrite
 from app.services.allocation_reads import Held
-from app.services.allocations import ConsumerWrite
 from app.services.consumers import UNKNOWN_TYPE
 from app.timeutil import latest
 

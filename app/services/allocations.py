@@ -6,12 +6,12 @@ names, inside the caller's transaction (`Database.write`), in this order:
 1. check the payload: caller's project, resource classes;
 2. read the consumers: ownership, consumer generations (1.28+); record projects, users and
    consumer types (shared rows, before any lock is held);
-3. create or bump the consumers: their rows are then ours until commit, so what they hold
-   cannot change under us; read it;
-4. lock the providers this write moves, in ascending id order (so two multi-provider
-   writers can never deadlock; every writer takes consumers first, then providers), bumping
-   their generations in the same statement: nothing can add allocations to a locked
-   provider until we commit;
+3. create or bump the consumers (`allocation_consumers`): their rows are then ours until
+   commit, so what they hold cannot change under us; read it;
+4. lock the providers this write claims on and those it leaves (`provider_locks`), in
+   ascending id order (so two multi-provider writers can never deadlock; every writer takes
+   consumers first, then providers), bumping the generations of all but those it only leaves
+   in the same statement: nothing can change a locked provider's allocations until we commit;
 5. delete the consumers' old allocations; insert the new ones, adding them to their
    inventories' kept counts (`used`) and reading the inventories and counts as they were
    before, in the same round trip; check every new amount against them (raising rolls the
@@ -40,7 +40,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.authz import actions
 from app.authz.access import Access
 from app.errors import (
-    CONCURRENT_UPDATE,
     PROVIDER_NOT_FOUND,
     UNDEFINED,
     ApiError,
@@ -49,36 +48,18 @@ from app.errors import (
 )
 from app.models import Allocation, Consumer, ResourceClass, ResourceProvider
 from app.models.base import utcnow
-from app.services import consumers
+from app.services import allocation_consumers, consumers
+from app.services.allocation_consumers import ConsumerWrite
 from app.services.capacity import InventoryLimits, add_usage, limits_and_usage, usage_deltas
 from app.services.consumers import ConsumerRow
 from app.services.provider_locks import (
     LOCK,
     LOCK_AND_BUMP,
-    create_and_lock,
     lock_params,
     lock_providers,
 )
 from app.services.standard import standard_class_id
-from app.statements import GenerationConflict, bump_generation, dialect_of, execute_core
-
-
-@dataclass(frozen=True)
-class ConsumerWrite:
-    """One consumer's complete new allocations, whatever microversion they came in."""
-
-    uuid: str
-    project_id: str
-    user_id: str
-    # provider UUID -> resource class name -> amount; empty releases everything.
-    allocations: Mapping[str, Mapping[str, int]]
-    # 1.28+: the generation the client last saw (None: "this consumer is new").
-    generation: int | None = None
-    check_generation: bool = False
-    # 1.38+: the consumer's type; None keeps whatever the consumer had.
-    consumer_type: str | None = None
-    # Where this consumer's allocations sit in the request body, for error pointers.
-    pointer: str = "/allocations"
+from app.statements import GenerationConflict, bump_generation, execute_core
 
 
 @dataclass(frozen=True)
@@ -175,17 +156,19 @@ async def prepare(
     classes = await _class_ids(session, writes)
     existing: dict[str, ConsumerRow] = {}
     # The reshaper bumps its providers in `finish`: its consumer is created on its own.
-    consumer_ids, provider_rows = await _create_new_consumer(session, writes, lock=not also_lock)
+    consumer_ids, provider_rows = await allocation_consumers.create_new(
+        session, writes, lock=not also_lock
+    )
     if consumer_ids is None:
-        owner_names = _owner_names(writes)
+        owner_names = allocation_consumers.owner_names(writes)
         existing, found = await consumers.read(session, (w.uuid for w in writes), owner_names)
-        _check_consumers(access, writes, existing)
+        allocation_consumers.check(access, writes, existing)
         # Shared rows first, before any provider lock: a writer waiting on another's fresh
         # project row must not be holding a provider that one needs.
         owners = await consumers.ensure_owners(session, owner_names, found)
         # Then the consumers: once created or bumped their rows are ours until commit, so
         # what they hold cannot change under us. Every writer locks consumers, then providers.
-        consumer_ids = await _record_consumers(session, writes, existing, owners)
+        consumer_ids = await allocation_consumers.record(session, writes, existing, owners)
     had = sorted(c.id for c in existing.values())
     old = await _old_allocations(session, set(had))
     releasing = {existing[w.uuid].id for w in writes if not w.allocations and w.uuid in existing}
@@ -342,54 +325,6 @@ async def _lock_providers_of(
     return found, locked
 
 
-async def _create_new_consumer(
-    session: AsyncSession, writes: Sequence[ConsumerWrite], *, lock: bool
-) -> tuple[dict[str, int] | None, Sequence[Any] | None]:
-    """The usual claim, one consumer the client says is new (1.28+, generation null): create
-    it in one statement, on PostgreSQL also locking its providers when `lock`.
-
-    Its ids by UUID, and the provider lock's rows (None: not run yet). No ids when that does
-    not apply or did not create it (it exists: then 409; or its project, user or type is new):
-    then nothing is locked and `prepare` takes the long way.
-    """
-    if len(writes) != 1:
-        return None, None
-    w = writes[0]
-    if not (w.allocations and w.check_generation and w.generation is None):
-        return None, None
-    if not (lock and dialect_of(session) == "postgresql"):
-        id_ = await consumers.create_if_new(
-            session, w.uuid, w.project_id, w.user_id, w.consumer_type
-        )
-        return (None if id_ is None else {w.uuid: id_}), None
-    params = consumers.create_if_new_params(w.uuid, w.project_id, w.user_id, w.consumer_type)
-    params |= lock_params(set(w.allocations), set(), bump=True)
-    rows = await execute_core(session, create_and_lock(w.consumer_type is not None), params)
-    if not rows:
-        return None, None
-    # An unknown provider locks nothing: one row, with no provider in it.
-    return {w.uuid: rows[0][0]}, [row[1:] for row in rows if row[1] is not None]
-
-
-def _check_consumers(
-    access: Access, writes: Sequence[ConsumerWrite], existing: Mapping[str, ConsumerRow]
-) -> None:
-    for w in writes:
-        consumer = existing.get(w.uuid)
-        if consumer is not None:
-            # Another project's consumer: 403 (DESIGN section 6).
-            access.require(actions.ALLOCATIONS_WRITE, consumer.project_id, w.uuid)
-        if not w.check_generation:
-            continue
-        seen = consumer.generation if consumer else None
-        if w.generation != seen:
-            raise ApiError(
-                409,
-                CONCURRENT_UPDATE,
-                log_detail=f"consumer {w.uuid} generation is {seen}, request said {w.generation}",
-            )
-
-
 async def _old_allocations(session: AsyncSession, consumer_ids: set[int]) -> _Old:
     if not consumer_ids:
         return _Old()
@@ -402,61 +337,6 @@ async def _old_allocations(session: AsyncSession, consumer_ids: set[int]) -> _Ol
         ).where(Allocation.consumer_id.in_(sorted(consumer_ids)))
     )
     return _Old([(c, rp, rc, used) for c, rp, rc, used in rows.all()])
-
-
-def _owner_names(writes: Sequence[ConsumerWrite]) -> dict[str, set[str]]:
-    # Only consumers that keep allocations need their project, user and type recorded.
-    kept = [w for w in writes if w.allocations]
-    return {
-        "projects": {w.project_id for w in kept},
-        "users": {w.user_id for w in kept},
-        "types": {w.consumer_type for w in kept if w.consumer_type is not None},
-    }
-
-
-async def _record_consumers(
-    session: AsyncSession,
-    writes: Sequence[ConsumerWrite],
-    existing: Mapping[str, ConsumerRow],
-    owners: consumers.Owners,
-) -> dict[str, int]:
-    """Create new consumers, update and bump existing ones; consumer ids by UUID.
-
-    A new consumer with nothing to allocate is not created at all.
-    """
-    ids: dict[str, int] = {}
-    for w in sorted(writes, key=lambda w: w.uuid):  # row locks in one order, too
-        consumer = existing.get(w.uuid)
-        values: dict[str, int] = {}
-        type_id = None
-        if w.allocations:
-            values = {
-                "project_id": owners.projects[w.project_id],
-                "user_id": owners.users[w.user_id],
-            }
-            if w.consumer_type is not None:
-                values["consumer_type_id"] = type_id = owners.types[w.consumer_type]
-        if consumer is not None:
-            # A generation the client sent is its view (stale: 409 now); one we read
-            # ourselves that moved means another writer won (retry the unit).
-            await bump_generation(
-                session,
-                Consumer,
-                consumer.id,
-                consumer.generation,
-                from_client=w.check_generation,
-                values=values,
-            )
-            ids[w.uuid] = consumer.id
-        elif w.allocations:  # a new consumer with nothing to allocate is never created
-            ids[w.uuid] = await consumers.create(
-                session,
-                w.uuid,
-                project_id=values["project_id"],
-                user_id=values["user_id"],
-                consumer_type_id=type_id,
-            )
-    return ids
 
 
 def _new_rows(prepared: Prepared) -> list[tuple[int, int, int, int]]:

@@ -29,7 +29,7 @@ from app.microversion import Microversion
 from app.models import ResourceProvider
 from app.schemas.inventories import InventoryFields
 from app.services import allocations, inventories
-from app.services.allocations import ConsumerWrite
+from app.services.allocation_consumers import ConsumerWrite
 from app.statements import bump_generation
 
 
