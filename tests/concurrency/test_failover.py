@@ -29,7 +29,7 @@ from app.engines import make_engine
 from app.migrations_runner import upgrade
 from app.models import Allocation, Consumer, ResourceProvider
 from tests.concurrency.servers import allot_serve
-from tests.conftest import auth, mint
+from tests.conftest import assert_consistent, auth, mint
 from tests.conftest import test_settings as settings_for
 from tests.deployment.topology import free_port, wait_for
 from tests.patroni_cluster import Node, patroni_cluster
@@ -220,5 +220,6 @@ async def test_claims_survive_a_failover_and_a_failback(capsys: pytest.CaptureFi
             providers = await _providers(base)
             await _survives_losing(base, url, providers, second, first, "node2 lost")
             assert httpx.get(f"{base}/readyz").status_code == 200
+        await assert_consistent(url)
     with capsys.disabled():
         print(capsys.readouterr().out, end="")

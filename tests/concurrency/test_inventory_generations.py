@@ -23,7 +23,7 @@ import pytest
 
 from tests.concurrency import servers
 from tests.concurrency.servers import allot_serve
-from tests.conftest import auth, mint
+from tests.conftest import assert_consistent, auth, mint
 
 pytestmark = pytest.mark.slow
 
@@ -164,6 +164,7 @@ async def test_races_on_postgresql(own_postgres: str) -> None:
     ):
         await _race(base)
         await _tree_race(base)
+    await assert_consistent(own_postgres)
 
 
 async def test_races_on_sqlite() -> None:
@@ -172,3 +173,4 @@ async def test_races_on_sqlite() -> None:
         with allot_serve(database_url, workers=2, log=Path(tmp) / "serve.log", ports=PORTS) as base:
             await _race(base)
             await _tree_race(base)
+        await assert_consistent(database_url)

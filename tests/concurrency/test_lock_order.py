@@ -107,9 +107,7 @@ async def test_a_move_locks_the_provider_it_leaves_without_bumping_it(
             text("SELECT id FROM resource_providers WHERE uuid = :rp FOR UPDATE"), {"rp": left}
         )
         move = asyncio.create_task(
-            client.put(
-                f"/allocations/{consumer}", json=body({right: {"VCPU": 2}}, generation=1)
-            )
+            client.put(f"/allocations/{consumer}", json=body({right: {"VCPU": 2}}, generation=1))
         )
         async with engine.connect() as observer:
             for _ in range(GUARD_S * 20):
