@@ -549,7 +549,7 @@ def cloud_scale_section(path: Path) -> list[str]:
         *_table(["measure", "allot", "Placement", "allot / Placement"], rows),
         "",
         f"A claim on a pool holding 100,000 allocations took {hot / empty:.2f}x a claim on an "
-        f"empty pool (p50s, allot). Largest allot process after the run: {largest} MiB.",
+        f"empty pool (p50s, allot). Largest allot process (peak resident memory): {largest} MiB.",
         *at_large,
     ]
 

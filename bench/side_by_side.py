@@ -68,7 +68,8 @@ def recreate(database: str) -> None:
 
 
 def rss_mib(pid: int) -> dict[str, float]:
-    """Resident memory of a process and its descendants, MiB, by role."""
+    """Peak resident memory (since each started) of a process and its descendants, MiB, by
+    role: the most each held at any moment of the run, not only at its end."""
     out: dict[str, float] = {}
 
     def visit(p: int, role: str) -> None:
@@ -80,7 +81,7 @@ def rss_mib(pid: int) -> dict[str, float]:
             return
         if "resource_tracker" in cmdline:
             return  # multiprocessing's helper, not a server process
-        kib = next(int(ln.split()[1]) for ln in status.splitlines() if ln.startswith("VmRSS:"))
+        kib = next(int(ln.split()[1]) for ln in status.splitlines() if ln.startswith("VmHWM:"))
         out[f"{role} {p}"] = round(kib / 1024, 1)
         for child in children:
             visit(int(child), "worker")
