@@ -187,8 +187,6 @@ async def test_root_required(client: httpx.AsyncClient, cloud: Layout) -> None:
     )
 
 
-# --- aggregates and trees -----------------------------------------------------------------
-
 async def test_trees_between_the_wanted_ones_are_not_offered(client: httpx.AsyncClient) -> None:
     # Trees created one after the other are read by id range; those in between that the
     # request excludes must neither be offered nor summarised.
@@ -205,6 +203,8 @@ async def test_trees_between_the_wanted_ones_are_not_offered(client: httpx.Async
     summarised = {lay.names[uuid] for uuid in response.json()["provider_summaries"]}
     assert summarised == {"cn0", "cn0_numa", "cn2", "cn2_numa", "cn4", "cn4_numa"}
 
+
+# --- aggregates and trees -----------------------------------------------------------------
 
 
 async def test_member_of(client: httpx.AsyncClient, cloud: Layout) -> None:
