@@ -551,7 +551,40 @@ def cloud_scale_section(path: Path) -> list[str]:
         f"A claim on a pool holding 100,000 allocations took {hot / empty:.2f}x a claim on an "
         f"empty pool (p50s, allot). Largest allot process (peak resident memory): {largest} MiB.",
         *at_large,
+        "",
+        "Issue 20's targets:",
+        "",
+        *_table(["target", "measured", ""], _cloud_targets(f)),
+        "",
+        "Commands: `python -m bench.cloud_scale` (the side-by-side run, about 5 minutes), then "
+        "`python -m bench.cloud_scale --large` (allot alone at 100,000 providers, about 2 "
+        "minutes), then `python -m bench.report`.",
     ]
+
+
+def _cloud_targets(f: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name, by in f["candidates"].items():
+        a, p = by["allot"], by["placement"]
+        worst = max(a["p50_ms"] / p["p50_ms"], a["p99_ms"] / p["p99_ms"])
+        rows.append([f"candidates, {name}: p50 and p99 at most 0.05x Placement's",
+                     f"{worst:.3f}x at worst", _met(worst <= 0.05)])  # fmt: skip
+    a, p = f["claims"]["allot"], f["claims"]["placement"]
+    ratio, tail = a["accepted_per_s"] / p["accepted_per_s"], a["p99_ms"] / p["p99_ms"]
+    rows.append(["claims at 32 clients: at least 10x Placement's claims/s", f"{ratio:.1f}x",
+                 _met(ratio >= 10)])  # fmt: skip
+    rows.append(["claims at 32 clients: p99 at most 0.2x", f"{tail:.3f}x", _met(tail <= 0.2)])
+    hot, empty = f["pool_claims"]["allot"].values()
+    rows.append(["claim on a pool of 100,000 allocations: p50 within 1.2x of an empty one",
+                 f"{hot / empty:.2f}x", _met(hot / empty <= 1.2)])  # fmt: skip
+    large = f.get("at_100k_providers")
+    if large:
+        p50 = max(large[name]["p50_ms"] for name in ("plain", "granular"))
+        rows.append(["at 100,000 providers, limit=10: candidates p50 under 250 ms",
+                     f"{p50} ms at worst", _met(p50 < 250)])  # fmt: skip
+    rss = max([*f["allot_rss_mib"].values(), *(large or {}).get("allot_rss_mib", {}).values()])
+    rows.append(["every allot process under 200 MiB resident", f"{rss} MiB peak", _met(rss < 200)])
+    return rows
 
 
 def _load(value: Any) -> str:
