@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.main import create_app
 from tests.allocation_helpers import body, make_provider, new_uuid
@@ -41,6 +41,15 @@ async def _waiting_on_a_lock(conn: AsyncConnection, database: str) -> bool:
         {"db": database},
     )
     return bool(waiting)
+
+
+async def _until_something_waits(engine: AsyncEngine, what: str) -> None:
+    async with engine.connect() as observer:
+        for _ in range(GUARD_S * 20):
+            if await _waiting_on_a_lock(observer, engine.url.database or ""):
+                return
+            await asyncio.sleep(0.05)
+    pytest.fail(f"{what} never waited for the lock")
 
 
 async def test_a_claim_takes_its_consumer_before_its_providers(
@@ -72,13 +81,7 @@ async def test_a_claim_takes_its_consumer_before_its_providers(
         claim = asyncio.create_task(
             client.put(f"/allocations/{new_uuid()}", json=body({rp: {"VCPU": 1}}))
         )
-        async with engine.connect() as observer:
-            for _ in range(GUARD_S * 20):
-                if await _waiting_on_a_lock(observer, engine.url.database or ""):
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                pytest.fail("the new consumer's claim never waited for the provider's lock")
+        await _until_something_waits(engine, "the new consumer's claim")
         assert not claim.done()
         # ... and goes through once it is released.
         await holder.rollback()
@@ -109,13 +112,7 @@ async def test_a_move_locks_the_provider_it_leaves_without_bumping_it(
         move = asyncio.create_task(
             client.put(f"/allocations/{consumer}", json=body({right: {"VCPU": 2}}, generation=1))
         )
-        async with engine.connect() as observer:
-            for _ in range(GUARD_S * 20):
-                if await _waiting_on_a_lock(observer, engine.url.database or ""):
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                pytest.fail("the move never waited for the provider it leaves")
+        await _until_something_waits(engine, "the move")
         assert not move.done()
         await holder.rollback()
         assert (await asyncio.wait_for(move, GUARD_S)).status_code == 204
