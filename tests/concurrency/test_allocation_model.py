@@ -1,11 +1,13 @@
-"""Property: random sequences of PUT, POST, DELETE and reshape agree with a model of usage,
-and leave every inventory's kept count (`used`) equal to the sum of its allocations.
+"""Property: random sequences of PUT, POST, DELETE, reshape and inventory replacement agree
+with a model of usage, and leave every inventory's kept count (`used`) equal to the sum of its
+allocations.
 
 The model is the contract in a few lines: a consumer's allocations are replaced as a whole;
 an amount must be within max_unit; a provider never ends above capacity; a write that fails
 changes nothing (all-or-nothing across the consumers of one POST); a reshape cannot drop a
-provider's capacity below what consumers it leaves alone still use. After every step the
-service's answer (accepted or refused) and every provider's usage must match the model.
+provider's capacity below what consumers it leaves alone still use, and an inventory change
+cannot remove or shrink a class below its usage. After every step the service's answer
+(accepted or refused) and every provider's usage must match the model.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ operations = st.lists(
             st.integers(1, 10),
             st.dictionaries(consumer, allocs, max_size=2),
         ),
+        # A provider's whole inventory replaced: VCPU `total` (0: no VCPU inventory at all).
+        st.tuples(st.just("inventory"), st.integers(0, PROVIDERS - 1), st.integers(0, 10)),
     ),
     min_size=1,
     max_size=8,
@@ -70,6 +74,12 @@ class Model:
         if not self.fits(held, self.totals):
             return False
         self.held = held
+        return True
+
+    def inventory(self, rp: int, total: int) -> bool:
+        if self.usage()[rp] > total:
+            return False  # a class in use cannot go, nor shrink below its usage
+        self.totals[rp] = total
         return True
 
     def reshape(self, rp: int, total: int, changes: dict[int, Allocs]) -> bool:
@@ -126,6 +136,17 @@ async def _apply(
         if expected:
             del model.held[index]
         changed = {index: {}}
+    elif kind == "inventory":
+        _, rp, total = op
+        provider = world.providers[rp]
+        generation = (await client.get(f"/resource_providers/{provider}")).json()["generation"]
+        inventories = {"VCPU": {"total": total, "max_unit": total}} if total else {}
+        response = await client.put(
+            f"/resource_providers/{provider}/inventories",
+            json={"resource_provider_generation": generation, "inventories": inventories},
+        )
+        expected = model.inventory(rp, total)
+        changed = {}
     else:
         _, rp, total, changes = op
         provider = world.providers[rp]
@@ -158,7 +179,8 @@ async def _check(client: httpx.AsyncClient, world: World, model: Model) -> None:
     used = model.usage()
     for rp, provider in enumerate(world.providers):
         usages = (await client.get(f"/resource_providers/{provider}/usages")).json()["usages"]
-        assert usages == {"VCPU": used[rp]}
+        # Usages list the classes in the provider's inventory.
+        assert usages == ({"VCPU": used[rp]} if model.totals[rp] else {})
     for index, uuid in enumerate(world.consumers):
         shown = (await client.get(f"/allocations/{uuid}")).json()
         expected = _allocations(world, model.held.get(index, {}))
