@@ -24,7 +24,7 @@ from app.query import (
 from app.query import Query as QueryString
 from app.schemas.allocation_candidates import AllocationCandidates
 from app.services import candidates as service
-from app.services.candidates.search import Candidate, Part
+from app.services.candidates.model import Candidate, Part
 from app.services.request_groups import CandidatesRequest, parse_candidates_request
 
 router = APIRouter(

@@ -23,7 +23,8 @@ from app.microversion import Microversion
 from app.models import ResourceProvider
 from app.services.candidates import loader
 from app.services.candidates.loader import Names, RootFilter, Summary
-from app.services.candidates.search import Budget, Candidate, Group, Provider, Rules, World, search
+from app.services.candidates.model import Budget, Candidate, Group, Provider, Rules, World
+from app.services.candidates.search import search
 from app.services.request_groups import NESTED, CandidatesRequest, RequestGroup
 
 SHARES_VIA_AGGREGATE = "MISC_SHARES_VIA_AGGREGATE"

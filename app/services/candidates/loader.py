@@ -35,7 +35,7 @@ from app.models import (
     ResourceProvider,
     Trait,
 )
-from app.services.candidates.search import Provider, World
+from app.services.candidates.model import Provider, World
 from app.services.capacity import LIMIT_FIELDS, InventoryLimits
 
 RP = ResourceProvider
