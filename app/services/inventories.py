@@ -1,8 +1,8 @@
 """A provider's inventories: what it has of each resource class, and how it may be handed out.
 
-Every change bumps the provider's generation in the statement that checks it. A change that
-would remove a class with allocations, or leave allocations above the new capacity, is 409
-`placement.inventory.inuse` and changes nothing.
+Every change locks the provider first, as allocation writes do, and bumps its generation in the
+statement that checks it. A change that would remove a class with allocations, or leave
+allocations above the new capacity, is 409 `placement.inventory.inuse` and changes nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from app.models import Inventory, ResourceClass, ResourceProvider
 from app.schemas.inventories import InventoryFields
 from app.services import providers
 from app.services.capacity import InventoryLimits, capacity, usage_by_provider_class
+from app.services.provider_locks import lock_providers
 from app.statements import GenerationConflict, bump_generation
 from app.timeutil import latest
 
@@ -126,6 +127,10 @@ async def _apply(
     client_generation: int | None,
 ) -> ProviderInventory:
     """Make the provider's inventory `wanted` (for the named classes, or all of it)."""
+    # The provider first, as every allocation write takes it before it changes a count on
+    # these rows: then neither waits on the other holding what the other needs, and the
+    # usage read next cannot move until we commit.
+    await lock_providers(session, [provider.id])
     current = await _by_class(session, provider.id)
     class_ids = await _class_ids(session, set(wanted) - current.keys())
     kept = {n: current[n] for n in current if replace or n in wanted}
@@ -225,6 +230,7 @@ async def update_one(
 
 async def delete_one(session: AsyncSession, access: Access, uuid: str, name: str) -> None:
     provider = await providers.get_for_write(session, access, uuid)
+    await lock_providers(session, [provider.id])  # as in _apply
     current = await _by_class(session, provider.id)
     if name not in current:
         raise not_found(f"provider has no inventory of {name[:64]!r}")
