@@ -36,8 +36,8 @@ log = logging.getLogger("allot.auth.keystone")
 # anything longer, or outside the token alphabet, is not sent to Keystone at all.
 MAX_TOKEN_LENGTH = 8192
 _TOKEN_RE = re.compile(r"[A-Za-z0-9._~+/=-]+")
-# allot's own token is renewed when this little of its life is left (and at least a minute
-# before it expires), so validations never go out with a token about to lapse.
+# allot's own token is renewed when a quarter of its life is left, or five minutes if that is
+# less, so validations never go out with a token about to lapse.
 _RENEW_FRACTION = 0.25
 _RENEW_MARGIN_MAX_S = 300.0
 
